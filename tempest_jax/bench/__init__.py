@@ -1,0 +1,40 @@
+"""Benchmarks: `tempest-jax bench NAME [--json]`.
+
+Each benchmark measures real work and prints a table, or with --json one object
+{"bench": NAME, "figures": {...}, "settings": {...}, "machine": {...}} (DESIGN.md §4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+
+from tempest_jax.bench.report import machine_info
+
+# name -> module with add_arguments(parser) and measure(args) -> (figures, settings, table).
+BENCHES: dict[str, str] = {
+    "protocol": "tempest_jax.bench.protocol_bench",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="bench", metavar="NAME", required=True)
+    for name, module_name in BENCHES.items():
+        module = importlib.import_module(module_name)
+        cmd = sub.add_parser(name, help=module.__doc__.splitlines()[0],
+                             description=module.__doc__,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        cmd.add_argument("--json", action="store_true", help="print one JSON object")
+        module.add_arguments(cmd)
+        cmd.set_defaults(_measure=module.measure)
+
+
+def run(args: argparse.Namespace) -> int:
+    figures, settings, table = args._measure(args)
+    if args.json:
+        print(json.dumps({"bench": args.bench, "figures": figures, "settings": settings,
+                          "machine": machine_info()}))
+    else:
+        print(table)
+    return 0

@@ -1,0 +1,54 @@
+"""Shared helpers for benchmarks: machine description, timing, text tables."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+
+
+def machine_info() -> dict:
+    info = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version()}
+    try:
+        import numpy
+        info["numpy"] = numpy.__version__
+    except ImportError:
+        pass
+    try:
+        import jax
+        info["jax"] = jax.__version__
+        info["devices"] = [str(d) for d in jax.devices()]
+    except ImportError:
+        pass
+    return info
+
+
+def best_rate(work: Callable[[], int], min_seconds: float = 1.0, repeats: int = 3) -> float:
+    """Items per second of `work()` (which returns the items it did): the best of `repeats`
+    timed rounds of at least `min_seconds` each, after one warm-up call."""
+    work()
+    best = 0.0
+    for _ in range(repeats):
+        done, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < min_seconds:
+            done += work()
+        best = max(best, done / elapsed)
+    return best
+
+
+def table(rows: list[tuple], header: tuple) -> str:
+    cells = [tuple(str(c) for c in header)] + [tuple(_fmt(c) for c in r) for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 100 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

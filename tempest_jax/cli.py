@@ -1,0 +1,66 @@
+"""The `tempest-jax` command line.
+
+Each subcommand lives in its own module and is imported only when it runs, so `--help` stays
+fast and a command's heavy dependencies (JAX, Flax) load only where needed. A module plugs in
+with `add_arguments(parser)` and `run(args) -> int`; commands that take a config get
+`--config` and `--set` through `add_config_arguments`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from tempest_jax import __version__
+from tempest_jax.config import DEFAULT_PRESET, Config, ConfigError, load_config
+
+# name -> (module, one-line help). Add a command here only once it works.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "config": ("tempest_jax.commands.config_cmd", "show the resolved configuration"),
+    "bench": ("tempest_jax.bench", "measure throughput and latency (see DESIGN.md §4)"),
+}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=DEFAULT_PRESET, metavar="PRESET|FILE",
+                        help=f"preset name in configs/ or a .toml path (default: {DEFAULT_PRESET})")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE",
+                        help="override one config value; repeatable (e.g. --set learner.lr=1e-4)")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    return load_config(args.config, args.overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tempest-jax",
+        description="A JAX/Flax Rainbow-style learner for Atari Tempest, with an embedded "
+                    "JAX Tempest simulator as its default environment.")
+    parser.add_argument("--version", action="version", version=f"tempest-jax {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        cmd = sub.add_parser(name, help=help_text, description=module.__doc__,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except ConfigError as e:
+        print(f"tempest-jax: config error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

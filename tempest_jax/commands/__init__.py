@@ -1,0 +1,1 @@
+"""Subcommand modules of the `tempest-jax` command line (see `tempest_jax.cli`)."""

@@ -1,0 +1,366 @@
+"""One typed, frozen configuration for every part of a run.
+
+A config is built from the dataclass defaults, then a preset file (`configs/NAME.toml`), then
+`--set section.key=value` overrides, each step validated: unknown sections or keys, wrong types
+and out-of-range values raise `ConfigError` naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PRESET = "sim"
+
+
+class ConfigError(ValueError):
+    """A bad config value, key or preset; the message names the key and the valid choices."""
+
+
+def _opt(default=dataclasses.MISSING, *, factory=dataclasses.MISSING, lo=None, hi=None,
+         choices=None, doc=""):
+    return field(default=default, default_factory=factory,
+                 metadata={"lo": lo, "hi": hi, "choices": choices, "doc": doc})
+
+
+def machine_replay_capacity(bytes_per_transition: int = 450, memory_fraction: float = 0.4) -> int:
+    """Default replay capacity: a fraction of this machine's RAM, at most 15M transitions."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 << 30
+    fit = int(total * memory_fraction) // bytes_per_transition
+    return max(100_000, min(15_000_000, fit // 100_000 * 100_000))
+
+
+class _Section:
+    """Base of config sections: validates every field on construction."""
+
+    SECTION: typing.ClassVar[str]
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            _check(self.SECTION, f, getattr(self, f.name))
+
+
+@dataclass(frozen=True)
+class EnvConfig(_Section):
+    SECTION = "env"
+    source: str = _opt("sim", choices=("sim", "mame"), doc="frame source for `train`")
+    num_games: int = _opt(256, lo=1, hi=1 << 20, doc="parallel simulator games in-process")
+    start_level: int = _opt(1, lo=1, hi=99, doc="1-based level simulator games start on")
+    seed: int = _opt(0, lo=0, doc="simulator seed")
+
+
+@dataclass(frozen=True)
+class RewardConfig(_Section):
+    SECTION = "reward"
+    obj_scale: float = _opt(0.01, lo=0.0, doc="objective (points) reward scale")
+    subj_scale: float = _opt(0.005, lo=0.0, doc="subjective (lane safety) reward scale")
+    clip: float = _opt(10.0, lo=0.0, doc="per-frame reward clip |r| <= clip")
+
+
+@dataclass(frozen=True)
+class ReplayConfig(_Section):
+    SECTION = "replay"
+    capacity: int = _opt(factory=machine_replay_capacity, lo=1_000, hi=1 << 31,
+                         doc="transitions held; default sized to this machine's RAM")
+    n_step: int = _opt(12, lo=1, hi=64, doc="n-step return horizon")
+    gamma: float = _opt(0.99, lo=0.0, hi=1.0, doc="discount per frame")
+    alpha: float = _opt(0.7, lo=0.0, hi=1.0, doc="PER priority exponent")
+    beta_start: float = _opt(0.4, lo=0.0, hi=1.0, doc="PER importance exponent at frame 0")
+    beta_end: float = _opt(1.0, lo=0.0, hi=1.0)
+    beta_frames: int = _opt(10_000_000, lo=1, doc="frames over which beta anneals")
+    priority_eps: float = _opt(1e-6, lo=0.0, doc="added to every priority so none is 0")
+    new_priority_cap: float = _opt(3.0, lo=1.0, doc="new items capped at this x mean priority")
+    death_priority_floor: float = _opt(5.0, lo=0.0, doc="min |hint| of a terminal transition")
+    pre_death_lookback: int = _opt(120, lo=0, hi=10_000, doc="transitions boosted before a death")
+    pre_death_boost: float = _opt(2.0, lo=1.0, doc="priority multiplier before a death")
+    min_size: int = _opt(10_000, lo=1, doc="transitions stored before learning starts")
+    replay_ratio: float = _opt(8.0, lo=0.0, doc="samples per inserted transition (0: no limit)")
+    cut_at_actor_change: bool = _opt(True, doc="end n-step chains where expert/network switch")
+    snapshot: bool = _opt(False, doc="save the replay buffer with checkpoints")
+
+
+@dataclass(frozen=True)
+class NetworkConfig(_Section):
+    SECTION = "network"
+    num_atoms: int = _opt(51, lo=2, hi=1001, doc="C51 atoms")
+    v_min: float = _opt(-100.0, doc="support minimum")
+    v_max: float = _opt(100.0, doc="support maximum")
+    trunk_width: int = _opt(384, lo=1, hi=16384)
+    trunk_layers: int = _opt(2, lo=1, hi=16)
+    attn_dim: int = _opt(128, lo=1, hi=4096)
+    attn_heads: int = _opt(8, lo=1, hi=64)
+    head_hidden: int = _opt(192, lo=1, hi=16384)
+    dueling: bool = _opt(True)
+    dtype: str = _opt("float32", choices=("float32", "bfloat16"), doc="compute dtype")
+
+
+@dataclass(frozen=True)
+class LearnerConfig(_Section):
+    SECTION = "learner"
+    batch_size: int = _opt(256, lo=1, hi=1 << 16)
+    lr: float = _opt(1e-4, lo=0.0, hi=1.0, doc="peak learning rate")
+    lr_min: float = _opt(4e-5, lo=0.0, hi=1.0)
+    warmup_steps: int = _opt(5_000, lo=0)
+    cosine_period: int = _opt(3_000_000, lo=1, doc="cosine restart period in updates")
+    adam_eps: float = _opt(1.5e-4, lo=0.0)
+    grad_clip: float = _opt(5.0, lo=0.0, doc="global gradient-norm clip")
+    target_update: int = _opt(2_500, lo=1, doc="updates between hard target syncs")
+    updates_per_dispatch: int = _opt(8, lo=1, hi=1024, doc="K updates per jitted call")
+    bc_temperature: float = _opt(1.0, lo=1e-6, doc="temperature of the scale-free BC loss")
+    publish_interval: int = _opt(100, lo=1, doc="updates between parameter publishes")
+    seed: int = _opt(0, lo=0)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig(_Section):
+    SECTION = "schedule"
+    eps_start: float = _opt(1.0, lo=0.0, hi=1.0)
+    eps_end: float = _opt(0.01, lo=0.0, hi=1.0)
+    eps_frames: int = _opt(500_000, lo=1)
+    eps_zoom_mult: float = _opt(0.2, lo=0.0, hi=1.0)
+    eps_zap_prob: float = _opt(0.0, lo=0.0, hi=1.0, doc="zap probability of random actions")
+    eps_pulse: float = _opt(0.25, lo=0.0, hi=1.0, doc="epsilon floor during a manual pulse")
+    eps_pulse_frames: int = _opt(750_000, lo=1)
+    expert_start: float = _opt(0.5, lo=0.0, hi=1.0)
+    expert_end: float = _opt(0.02, lo=0.0, hi=1.0)
+    expert_frames: int = _opt(5_000_000, lo=1)
+    expert_zoom_mult: float = _opt(2.0, lo=0.0)
+    bc_weight_start: float = _opt(1.0, lo=0.0)
+    bc_weight_end: float = _opt(0.001, lo=0.0)
+    bc_decay_start: int = _opt(500_000, lo=0)
+    bc_decay_frames: int = _opt(2_000_000, lo=1)
+    zap_gate_frames: int = _opt(10_000_000, lo=1, doc="frames over which the zap gate opens")
+
+
+@dataclass(frozen=True)
+class ServerConfig(_Section):
+    SECTION = "server"
+    host: str = _opt("127.0.0.1", doc="bind address (loopback unless you choose otherwise)")
+    port: int = _opt(9999, lo=0, hi=65535)
+    max_clients: int = _opt(64, lo=1, hi=4096)
+    batch_wait_ms: float = _opt(1.0, lo=0.0, hi=1000.0, doc="wait budget to fill a batch")
+    max_batch: int = _opt(128, lo=1, hi=65536)
+    handshake_timeout_s: float = _opt(5.0, lo=0.01)
+    stall_timeout_s: float = _opt(10.0, lo=0.01, doc="drop a client stuck mid-frame this long")
+    start_advanced: bool = _opt(True, doc="reply byte 3: start on the highest offered level")
+    start_level_min: int = _opt(13, lo=1, hi=81, doc="reply byte 4: 1-based start level")
+
+
+@dataclass(frozen=True)
+class DashboardConfig(_Section):
+    SECTION = "dashboard"
+    enabled: bool = _opt(True)
+    host: str = _opt("127.0.0.1")
+    port: int = _opt(8765, lo=0, hi=65535)
+    token: str = _opt("", doc="required for settings changes; empty = read-only")
+
+
+@dataclass(frozen=True)
+class RunConfig(_Section):
+    SECTION = "run"
+    dir: str = _opt("runs", doc="parent directory of run directories")
+    name: str = _opt("", doc="run directory name; empty = timestamp")
+    total_frames: int = _opt(0, lo=0, doc="stop after this many frames (0 = no limit)")
+    checkpoint_interval_s: float = _opt(300.0, lo=1.0)
+    keep_checkpoints: int = _opt(3, lo=1, hi=1000)
+    log_interval_s: float = _opt(5.0, lo=0.1)
+
+
+@dataclass(frozen=True)
+class Config:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self):
+        if self.network.v_min >= self.network.v_max:
+            raise ConfigError(f"network.v_min ({self.network.v_min}) must be below "
+                              f"network.v_max ({self.network.v_max})")
+        if self.network.attn_dim % self.network.attn_heads:
+            raise ConfigError(f"network.attn_dim ({self.network.attn_dim}) must be a multiple "
+                              f"of network.attn_heads ({self.network.attn_heads})")
+        if self.learner.lr_min > self.learner.lr:
+            raise ConfigError(f"learner.lr_min ({self.learner.lr_min}) must not exceed "
+                              f"learner.lr ({self.learner.lr})")
+
+    def replace(self, **sections: dict[str, Any]) -> Config:
+        """A copy with some keys changed: `cfg.replace(learner={"lr": 1e-4})`."""
+        return _apply(self, {s: dict(kv) for s, kv in sections.items()}, origin="replace")
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {s.name: dataclasses.asdict(getattr(self, s.name)) for s in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, dict[str, Any]], origin: str = "dict") -> Config:
+        return _apply(cls(), data, origin=origin)
+
+    def to_toml(self) -> str:
+        lines = []
+        for section, values in self.to_dict().items():
+            lines.append(f"[{section}]")
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
+            lines.append("")
+        return "\n".join(lines)
+
+
+_SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name]
+                              for f in dataclasses.fields(Config)}
+_TYPES: dict[str, dict[str, type]] = {
+    name: {f.name: typing.get_type_hints(cls)[f.name] for f in dataclasses.fields(cls)}
+    for name, cls in _SECTIONS.items()}
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(v)
+
+
+def _describe(f: dataclasses.Field, typ: type) -> str:
+    meta = f.metadata
+    if meta.get("choices"):
+        return "one of " + ", ".join(map(str, meta["choices"]))
+    parts = [typ.__name__]
+    if meta.get("lo") is not None:
+        parts.append(f">= {meta['lo']}")
+    if meta.get("hi") is not None:
+        parts.append(f"<= {meta['hi']}")
+    return " ".join(parts)
+
+
+def _check(section: str, f: dataclasses.Field, value: Any) -> None:
+    typ = _TYPES[section][f.name]
+    key = f"{section}.{f.name}"
+    ok_type = (isinstance(value, bool) if typ is bool
+               else isinstance(value, (int, float)) and not isinstance(value, bool) if typ is float
+               else isinstance(value, int) and not isinstance(value, bool) if typ is int
+               else isinstance(value, typ))
+    if not ok_type:
+        raise ConfigError(f"{key} must be {_describe(f, typ)}, got {value!r}")
+    meta = f.metadata
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{key} must be one of {', '.join(meta['choices'])}; got {value!r}")
+    if (meta.get("lo") is not None and value < meta["lo"]) or (
+            meta.get("hi") is not None and value > meta["hi"]):
+        raise ConfigError(f"{key} = {value!r} is out of range: must be {_describe(f, typ)}")
+
+
+def _coerce(section: str, key: str, text: str) -> Any:
+    """Parse a command-line value by the key's declared type."""
+    typ = _TYPES[section][key]
+    if typ is bool:
+        lowered = text.strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{section}.{key} must be true or false, got {text!r}")
+    if typ is int:
+        try:
+            return int(text.replace("_", ""))
+        except ValueError:
+            try:
+                as_float = float(text)
+            except ValueError:
+                as_float = None
+            if as_float is not None and as_float.is_integer():
+                return int(as_float)
+            raise ConfigError(f"{section}.{key} must be an integer, got {text!r}") from None
+    if typ is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{section}.{key} must be a number, got {text!r}") from None
+    return text
+
+
+def _apply(base: Config, data: dict[str, Any], origin: str) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: expected [section] tables, got {type(data).__name__}")
+    sections = {}
+    for section, values in data.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"{origin}: unknown section {section!r}; valid sections: "
+                              + ", ".join(_SECTIONS))
+        if not isinstance(values, dict):
+            raise ConfigError(f"{origin}: [{section}] must be a table of keys")
+        known = _TYPES[section]
+        values = dict(values)
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"{origin}: unknown key {section}.{key}; valid keys in "
+                                  f"[{section}]: " + ", ".join(known))
+            if _TYPES[section][key] is float and isinstance(value, int) and not isinstance(
+                    value, bool):
+                values[key] = float(value)
+        sections[section] = dataclasses.replace(getattr(base, section), **values)
+    return dataclasses.replace(base, **sections)
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """`section.key=value` → (section, key, typed value)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    dotted, raw = text.split("=", 1)
+    if "." not in dotted:
+        raise ConfigError(f"override {text!r} must name section.key; valid sections: "
+                          + ", ".join(_SECTIONS))
+    section, key = (s.strip() for s in dotted.split(".", 1))
+    if section not in _SECTIONS:
+        raise ConfigError(f"unknown section {section!r} in override {text!r}; valid sections: "
+                          + ", ".join(_SECTIONS))
+    if key not in _TYPES[section]:
+        raise ConfigError(f"unknown key {section}.{key}; valid keys in [{section}]: "
+                          + ", ".join(_TYPES[section]))
+    return section, key, _coerce(section, key, raw)
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in (REPO_ROOT / "configs").glob("*.toml"))
+
+
+def preset_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file {name_or_path} not found")
+        return path
+    candidate = REPO_ROOT / "configs" / f"{name_or_path}.toml"
+    if not candidate.is_file():
+        raise ConfigError(f"unknown config preset {name_or_path!r}; valid presets: "
+                          + ", ".join(preset_names()) + " (or a path to a .toml file)")
+    return candidate
+
+
+def load_config(preset: str | None = DEFAULT_PRESET, overrides: list[str] = ()) -> Config:
+    """Defaults, then the preset file (a name in configs/ or a path), then overrides."""
+    cfg = Config()
+    if preset:
+        path = preset_path(preset)
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        cfg = _apply(cfg, data, origin=str(path))
+    grouped: dict[str, dict[str, Any]] = {}
+    for text in overrides:
+        section, key, value = parse_override(text)
+        grouped.setdefault(section, {})[key] = value
+    return _apply(cfg, grouped, origin="--set") if grouped else cfg

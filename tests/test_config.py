@@ -1,0 +1,96 @@
+"""Config: presets resolve, overrides apply, and bad keys/types/values are clear errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from tempest_jax.config import Config, ConfigError, LearnerConfig, load_config, preset_names
+
+
+def test_defaults_match_the_design():
+    cfg = load_config(None)
+    assert cfg.learner.batch_size == 256 and cfg.replay.n_step == 12
+    assert cfg.replay.gamma == 0.99
+    assert (cfg.network.num_atoms, cfg.network.v_min, cfg.network.v_max) == (51, -100.0, 100.0)
+    assert (cfg.server.host, cfg.server.port) == ("127.0.0.1", 9999)
+    assert (cfg.dashboard.host, cfg.dashboard.port) == ("127.0.0.1", 8765)
+    assert 100_000 <= cfg.replay.capacity <= 15_000_000
+
+
+@pytest.mark.parametrize("preset", ["sim", "mame", "smoke", "gpu"])
+def test_presets_load(preset):
+    assert preset in preset_names()
+    cfg = load_config(preset)
+    assert isinstance(cfg, Config)
+
+
+def test_overrides_apply_with_types():
+    cfg = load_config("smoke", ["learner.lr=3e-4", "learner.batch_size=64",
+                                "dashboard.enabled=true", "server.host=0.0.0.0",
+                                "replay.capacity=1_000_000"])
+    assert cfg.learner.lr == 3e-4 and cfg.learner.batch_size == 64
+    assert cfg.dashboard.enabled is True and cfg.server.host == "0.0.0.0"
+    assert cfg.replay.capacity == 1_000_000
+    assert load_config("smoke").network.trunk_width == 32  # the preset itself is untouched
+
+
+def test_config_is_frozen():
+    cfg = load_config(None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.learner.lr = 1.0
+
+
+@pytest.mark.parametrize("override,message", [
+    ("learner.foo=1", "unknown key learner.foo; valid keys in \\[learner\\]: batch_size"),
+    ("bogus.lr=1", "unknown section 'bogus'.*valid sections: env, reward"),
+    ("learner.lr=fast", "learner.lr must be a number"),
+    ("learner.batch_size=2.5", "learner.batch_size must be an integer"),
+    ("dashboard.enabled=maybe", "dashboard.enabled must be true or false"),
+    ("learner.batch_size=0", "learner.batch_size = 0 is out of range: must be int >= 1"),
+    ("replay.gamma=1.5", "replay.gamma = 1.5 is out of range"),
+    ("env.source=atari", "env.source must be one of sim, mame"),
+    ("learner.lr", "must look like section.key=value"),
+    ("lr=1", "must name section.key"),
+])
+def test_bad_overrides_are_clear_errors(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_cross_field_checks():
+    with pytest.raises(ConfigError, match="v_min"):
+        load_config(None, ["network.v_min=100", "network.v_max=-100"])
+    with pytest.raises(ConfigError, match="attn_heads"):
+        load_config(None, ["network.attn_dim=100", "network.attn_heads=8"])
+
+
+def test_bad_preset_files(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config preset 'nope'; valid presets: .*sim"):
+        load_config("nope")
+    bad_key = tmp_path / "bad.toml"
+    bad_key.write_text("[learner]\nlearning_rate = 1e-4\n")
+    with pytest.raises(ConfigError, match="unknown key learner.learning_rate"):
+        load_config(str(bad_key))
+    bad_type = tmp_path / "type.toml"
+    bad_type.write_text('[learner]\nbatch_size = "big"\n')
+    with pytest.raises(ConfigError, match="learner.batch_size must be int"):
+        load_config(str(bad_type))
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[learner\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(str(broken))
+
+
+def test_direct_construction_is_validated():
+    with pytest.raises(ConfigError, match="learner.batch_size"):
+        LearnerConfig(batch_size=-1)
+
+
+def test_toml_and_dict_round_trip(tmp_path):
+    cfg = load_config("smoke", ["learner.lr=2e-4"])
+    assert Config.from_dict(cfg.to_dict()) == cfg
+    path = tmp_path / "resolved.toml"
+    path.write_text(cfg.to_toml())
+    assert load_config(str(path)) == cfg
