@@ -1,0 +1,346 @@
+"""The game server: one `selectors` event loop serving every MAME or sim client.
+
+Per client it buffers bytes until whole frames are present (partial reads are never a
+disconnect), then batches the ready frames of all clients (first-ready, with a small wait budget
+for the others), decodes them in one numpy pass, asks the policy for actions in one call,
+answers each frame with its 5-byte reply and hands the decoded frames to a sink (the replay
+writer). A client that sends anything malformed, stalls mid-frame or vanishes is logged with its
+id and dropped; no other client is touched.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import logging
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+
+from tempest_jax import protocol as P
+from tempest_jax.config import ServerConfig
+from tempest_jax.features import JOINT_FIRE, JOINT_SPINNER, JOINT_ZAP
+
+log = logging.getLogger(__name__)
+
+RECV_BYTES = 1 << 16
+SOCKET_BUFFER_BYTES = 1 << 16
+LATENCY_WINDOW = 20_000
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyOutput:
+    """Actions for a batch of frames: joint indices and whether each came from the expert."""
+
+    joint: np.ndarray  # (n,) int
+    is_expert: np.ndarray  # (n,) bool
+
+
+class Policy(Protocol):
+    def __call__(self, client_ids: np.ndarray, batch: P.FrameBatch) -> PolicyOutput: ...
+
+
+class FrameSink(Protocol):
+    """Receives every valid frame with the action chosen on it (the replay side forms
+    transitions from consecutive frames of one client)."""
+
+    def push(self, client_ids: np.ndarray, batch: P.FrameBatch, output: PolicyOutput) -> None: ...
+
+    def disconnect(self, client_id: int) -> None: ...
+
+
+@dataclasses.dataclass
+class StartSettings:
+    """Reply bytes 3 and 4; mutable at run time (dashboard), read once per batch."""
+
+    start_advanced: int
+    start_level_min: int
+
+
+class _Client:
+    __slots__ = ("address", "connected_at", "frames", "handshake", "handshaken", "id",
+                 "last_byte_at", "outbox", "ready", "ready_at", "sock", "splitter")
+
+    def __init__(self, client_id: int, sock: socket.socket, address, now: float):
+        self.id = client_id
+        self.sock = sock
+        self.address = address
+        self.splitter = P.FrameSplitter()
+        self.handshake = bytearray()
+        self.handshaken = False
+        self.ready: collections.deque[bytes] = collections.deque()
+        self.ready_at: collections.deque[float] = collections.deque()
+        self.outbox = bytearray()
+        self.connected_at = now
+        self.last_byte_at = now
+        self.frames = 0
+
+
+@dataclasses.dataclass
+class ServerStats:
+    frames: int = 0
+    batches: int = 0
+    clients_connected: int = 0
+    clients_total: int = 0
+    drops: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    latencies_ms: collections.deque = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
+
+    def snapshot(self) -> dict:
+        lat = np.asarray(self.latencies_ms, dtype=np.float64)
+        return {"frames": self.frames, "batches": self.batches,
+                "clients": self.clients_connected, "clients_total": self.clients_total,
+                "drops": sum(self.drops.values()), "drops_by_reason": dict(self.drops),
+                "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else 0.0,
+                "latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else 0.0,
+                "mean_batch": self.frames / self.batches if self.batches else 0.0}
+
+
+class GameServer:
+    """Serve clients until `stop()`; run `serve_forever()` in the thread that owns the loop."""
+
+    def __init__(self, cfg: ServerConfig, policy: Policy, sink: FrameSink | None = None,
+                 clock: Callable[[], float] = time.perf_counter):
+        self.cfg = cfg
+        self.policy = policy
+        self.sink = sink
+        self.settings = StartSettings(int(cfg.start_advanced), cfg.start_level_min)
+        self.stats = ServerStats()
+        self._clock = clock
+        self._selector = selectors.DefaultSelector()
+        self._clients: dict[int, _Client] = {}
+        self._stop = threading.Event()
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._listener.bind((cfg.host, cfg.port))
+        except OSError as e:
+            self._listener.close()
+            raise OSError(e.errno, f"cannot listen on {cfg.host}:{cfg.port}: {e.strerror} "
+                          "(set server.port to another port, or 0 for any free one)") from None
+        self._listener.listen(max(36, cfg.max_clients))
+        self._listener.setblocking(False)
+        self._selector.register(self._listener, selectors.EVENT_READ, None)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._listener.getsockname()[:2]
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def serve_forever(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.poll(timeout=0.05)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for client_id in list(self._clients):
+            self._drop(client_id, "server shutdown", level=logging.DEBUG)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(self._listener)
+        self._listener.close()
+        self._selector.close()
+
+    # --- one turn of the loop -----------------------------------------------------------------
+
+    def poll(self, timeout: float) -> int:
+        """Wait up to `timeout` for I/O, gather a batch, answer it. Returns frames answered."""
+        self._pump(timeout)
+        if not self._any_ready():
+            self._expire_stalled()
+            return 0
+        # Wait budget: give lockstep clients that are about to send a moment to join the batch.
+        deadline = self._clock() + self.cfg.batch_wait_ms / 1000.0
+        while not self._batch_full() and (left := deadline - self._clock()) > 0:
+            self._pump(left)
+        answered = self._answer_batch()
+        self._expire_stalled()
+        return answered
+
+    def _pump(self, timeout: float) -> None:
+        for key, events in self._selector.select(timeout):
+            if key.data is None:
+                self._accept()
+                continue
+            client = self._clients.get(key.data)
+            if client is None:
+                continue
+            if events & selectors.EVENT_WRITE:
+                self._flush(client)
+            if events & selectors.EVENT_READ and client.id in self._clients:
+                self._read(client)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, address = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            if len(self._clients) >= self.cfg.max_clients:
+                log.warning("refused %s: client limit %d reached", address, self.cfg.max_clients)
+                self.stats.drops["client limit"] += 1
+                sock.close()
+                continue
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
+            client_id = next(i for i in range(len(self._clients) + 1) if i not in self._clients)
+            self._clients[client_id] = _Client(client_id, sock, address, self._clock())
+            self._selector.register(sock, selectors.EVENT_READ, client_id)
+            self.stats.clients_connected = len(self._clients)
+            self.stats.clients_total += 1
+            log.info("client %d connected from %s:%d", client_id, *address[:2])
+
+    def _read(self, client: _Client) -> None:
+        try:
+            data = client.sock.recv(RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self._drop(client.id, "receive failed", str(e))
+            return
+        if not data:
+            if client.splitter.pending:
+                self._drop(client.id, "disconnected mid-frame",
+                           f"{client.splitter.pending} bytes of a frame received")
+            else:
+                self._drop(client.id, "disconnected", level=logging.INFO)
+            return
+        now = self._clock()
+        client.last_byte_at = now
+        if not client.handshaken:
+            data = self._handshake(client, data)
+            if data is None:
+                return
+        try:
+            payloads = client.splitter.feed(data)
+        except P.ProtocolError as e:
+            self._drop(client.id, "bad framing", str(e))
+            return
+        client.ready.extend(payloads)
+        client.ready_at.extend([now] * len(payloads))
+
+    def _handshake(self, client: _Client, data: bytes) -> bytes | None:
+        """Consume the 2-byte handshake; return the bytes after it (None: not complete yet)."""
+        buf = client.handshake
+        buf += data
+        if len(buf) < P.HANDSHAKE_SIZE:
+            return None
+        value = P.parse_handshake(bytes(buf[:P.HANDSHAKE_SIZE]))
+        rest = bytes(buf[P.HANDSHAKE_SIZE:])
+        buf.clear()
+        if value != P.PLAIN_HANDSHAKE:
+            self._drop(client.id, "bad handshake", f"unsupported handshake value {value}")
+            return None
+        client.handshaken = True
+        return rest
+
+    def _any_ready(self) -> bool:
+        return any(c.ready for c in self._clients.values())
+
+    def _batch_full(self) -> bool:
+        ready = sum(1 for c in self._clients.values() if c.ready)
+        return ready >= min(len(self._clients), self.cfg.max_batch)
+
+    def _answer_batch(self) -> int:
+        clients = [c for c in self._clients.values() if c.ready][: self.cfg.max_batch]
+        payloads = [c.ready.popleft() for c in clients]
+        received_at = [c.ready_at.popleft() for c in clients]
+        batch = P.decode_payloads(b"".join(payloads))
+        keep = np.flatnonzero(batch.valid)
+        for i in np.flatnonzero(~batch.valid):
+            try:
+                P.parse_payload(payloads[i])
+                detail = "rejected by the bulk decoder"
+            except P.ProtocolError as e:
+                detail = f"{type(e).__name__}: {e}"
+            self._drop(clients[i].id, "invalid frame", detail)
+        if keep.size == 0:
+            return 0
+        if keep.size < len(clients):
+            batch = P.FrameBatch(header={k: v[keep] for k, v in batch.header.items()},
+                                 state=batch.state[keep], valid=batch.valid[keep])
+            clients = [clients[i] for i in keep]
+            received_at = [received_at[i] for i in keep]
+        ids = np.fromiter((c.id for c in clients), dtype=np.int64, count=len(clients))
+        output = self.policy(ids, batch)
+        joint = np.where(batch.done != 0, 0, output.joint)  # no action on a terminal frame
+        replies = P.encode_replies(JOINT_FIRE[joint], JOINT_ZAP[joint], JOINT_SPINNER[joint],
+                                   self.settings.start_advanced, self.settings.start_level_min)
+        if self.sink is not None:
+            self.sink.push(ids, batch, PolicyOutput(joint=joint, is_expert=output.is_expert))
+        self.stats.frames += len(clients)
+        self.stats.batches += 1
+        now = self._clock()
+        for i, client in enumerate(clients):
+            client.frames += 1
+            self.stats.latencies_ms.append((now - received_at[i]) * 1000.0)
+            self._send(client, replies[P.REPLY_SIZE * i: P.REPLY_SIZE * (i + 1)])
+        return len(clients)
+
+    def _send(self, client: _Client, data: bytes) -> None:
+        if client.outbox:
+            client.outbox += data
+            return
+        try:
+            sent = client.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as e:
+            self._drop(client.id, "send failed", str(e))
+            return
+        if sent < len(data):
+            client.outbox += data[sent:]
+            self._selector.modify(client.sock, selectors.EVENT_READ | selectors.EVENT_WRITE,
+                                  client.id)
+
+    def _flush(self, client: _Client) -> None:
+        try:
+            sent = client.sock.send(client.outbox)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self._drop(client.id, "send failed", str(e))
+            return
+        del client.outbox[:sent]
+        if not client.outbox:
+            self._selector.modify(client.sock, selectors.EVENT_READ, client.id)
+
+    def _expire_stalled(self) -> None:
+        now = self._clock()
+        for client in list(self._clients.values()):
+            waiting = client.splitter.pending > 0 or not client.handshaken
+            limit = (self.cfg.stall_timeout_s if client.handshaken
+                     else self.cfg.handshake_timeout_s)
+            if waiting and now - client.last_byte_at > limit:
+                what = "mid-frame" if client.handshaken else "before completing the handshake"
+                self._drop(client.id, f"stalled {what}",
+                           f"no bytes for {now - client.last_byte_at:.1f} s")
+
+    def _drop(self, client_id: int, category: str, detail: str = "",
+              level: int = logging.WARNING) -> None:
+        """Close one client. `category` counts in the drop statistics unless the client simply
+        left (level below WARNING); `detail` goes to the log."""
+        client = self._clients.pop(client_id, None)
+        if client is None:
+            return
+        log.log(level, "client %d (%s:%d) dropped after %d frames: %s%s", client_id,
+                *client.address[:2], client.frames, category, f": {detail}" if detail else "")
+        if level >= logging.WARNING:
+            self.stats.drops[category] += 1
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(client.sock)
+        client.sock.close()
+        self.stats.clients_connected = len(self._clients)
+        if self.sink is not None:
+            self.sink.disconnect(client_id)

@@ -1,0 +1,210 @@
+"""The game server over loopback: lockstep serving, batching, and faults that drop one client."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from tempest_jax import features as F
+from tempest_jax import protocol as P
+from tempest_jax.bench.protocol_bench import random_wire_frames
+from tempest_jax.config import ServerConfig
+from tempest_jax.server import GameServer, PolicyOutput
+
+FRAMES = P.FrameSplitter().feed(random_wire_frames(64, seed=1))
+
+
+def expert_policy(client_ids, batch):
+    joint = F.expert_joint_action(batch.expert_target, batch.player_seg, batch.is_open,
+                                  batch.expert_fire, batch.expert_zap)
+    return PolicyOutput(joint=joint.astype(np.int64), is_expert=np.ones(len(joint), bool))
+
+
+class RecordingSink:
+    def __init__(self):
+        self.frames: dict[int, list[bytes]] = {}
+        self.disconnects: list[int] = []
+        self.lock = threading.Lock()
+
+    def push(self, client_ids, batch, output):
+        with self.lock:
+            for i, cid in enumerate(client_ids):
+                record = (batch.frame[i], batch.state[i].tobytes(), int(output.joint[i]))
+                self.frames.setdefault(int(cid), []).append(record)
+
+    def disconnect(self, client_id):
+        with self.lock:
+            self.disconnects.append(client_id)
+
+
+@pytest.fixture
+def server():
+    cfg = ServerConfig(port=0, max_clients=8, stall_timeout_s=0.5, handshake_timeout_s=0.5,
+                       batch_wait_ms=0.5)
+    sink = RecordingSink()
+    srv = GameServer(cfg, expert_policy, sink)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv, sink
+    srv.stop()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
+def connect(srv, handshake=True) -> socket.socket:
+    sock = socket.create_connection(srv.address, timeout=5)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if handshake:
+        sock.sendall(P.encode_handshake())
+    return sock
+
+
+def recv_exact(sock, n) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
+
+
+def lockstep(sock, payloads) -> list[bytes]:
+    replies = []
+    for payload in payloads:
+        sock.sendall(struct.pack(">H", len(payload)) + payload)
+        replies.append(recv_exact(sock, P.REPLY_SIZE))
+    return replies
+
+
+def expected_reply(payload: bytes) -> bytes:
+    frame = P.parse_payload(payload)
+    joint = 0 if frame.done else int(F.expert_joint_action(
+        frame.expert_target, frame.player_seg, frame.is_open, frame.expert_fire,
+        frame.expert_zap))
+    action = F.action_of_joint(joint)
+    return P.encode_reply(P.Reply(action.fire, action.zap, action.spinner, 1, 13))
+
+
+def wait_for(predicate, timeout=5.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_lockstep_clients_get_exact_replies(server):
+    srv, sink = server
+    socks = [connect(srv) for _ in range(4)]
+    results = [None] * 4
+
+    def play(k):
+        results[k] = lockstep(socks[k], FRAMES[k * 16:(k + 1) * 16])
+
+    threads = [threading.Thread(target=play, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    for k in range(4):
+        assert results[k] == [expected_reply(p) for p in FRAMES[k * 16:(k + 1) * 16]]
+    assert srv.stats.frames == 64
+    assert sorted(len(v) for v in sink.frames.values()) == [16] * 4
+    for s in socks:
+        s.close()
+    assert wait_for(lambda: len(sink.disconnects) == 4)
+    assert sum(srv.stats.drops.values()) == 0
+
+
+def test_chunked_frame_one_byte_at_a_time(server):
+    srv, _sink = server
+    sock = connect(srv)
+    wire = struct.pack(">H", len(FRAMES[0])) + FRAMES[0]
+    for i in range(len(wire)):
+        sock.sendall(wire[i:i + 1])
+    assert recv_exact(sock, 5) == expected_reply(FRAMES[0])
+    sock.close()
+
+
+def _corrupt_state(payload: bytes, value: float) -> bytes:
+    data = bytearray(payload)
+    struct.pack_into(">f", data, P.HEADER_SIZE + 4 * 100, value)
+    return bytes(data)
+
+
+def _wrong_count(payload: bytes) -> bytes:
+    data = bytearray(payload)
+    struct.pack_into(">H", data, 0, 194)
+    return bytes(data)
+
+
+FAULTS = {
+    "garbage": b"\x12\x34" + b"\xab" * 900,  # length prefix 0x1234 > 819
+    "oversized": struct.pack(">H", 5000) + b"\x00" * 100,
+    "undersized": struct.pack(">H", 10) + b"\x00" * 10,
+    "wrong value count": struct.pack(">H", 819) + _wrong_count(FRAMES[0]),
+    "nan state": struct.pack(">H", 819) + _corrupt_state(FRAMES[0], float("nan")),
+    "out of range state": struct.pack(">H", 819) + _corrupt_state(FRAMES[0], 1.5),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_bad_input_drops_only_that_client(server, fault):
+    srv, sink = server
+    healthy = connect(srv)
+    first = lockstep(healthy, FRAMES[:3])
+    bad = connect(srv)
+    bad.sendall(FAULTS[fault])
+    # The bad client is closed without a reply; the healthy one keeps being served meanwhile.
+    bad.settimeout(5)
+    assert bad.recv(16) == b""
+    rest = lockstep(healthy, FRAMES[3:10])
+    assert first + rest == [expected_reply(p) for p in FRAMES[:10]]
+    healthy_id = 0
+    assert [r[0] for r in sink.frames[healthy_id]] == [P.parse_payload(p).frame
+                                                       for p in FRAMES[:10]]
+    assert sum(srv.stats.drops.values()) == 1
+    healthy.close()
+
+
+def test_stalled_and_vanished_clients_are_dropped(server):
+    srv, _sink = server
+    healthy = connect(srv)
+    stalled = connect(srv)
+    stalled.sendall(struct.pack(">H", 819) + FRAMES[0][:400])  # half a frame, then silence
+    vanished = connect(srv)
+    vanished.sendall(struct.pack(">H", 819) + FRAMES[1][:100])
+    vanished.close()  # killed mid-frame
+    silent = connect(srv, handshake=False)  # never completes the handshake
+    replies = []
+    for i in range(20):
+        replies += lockstep(healthy, FRAMES[i:i + 1])
+        time.sleep(0.05)
+    assert replies == [expected_reply(p) for p in FRAMES[:20]]
+    assert wait_for(lambda: srv.stats.clients_connected == 1)
+    drops = srv.stats.drops
+    assert drops["stalled mid-frame"] == 1
+    assert drops["disconnected mid-frame"] == 1
+    assert drops["stalled before completing the handshake"] == 1
+    for s in (healthy, stalled, silent):
+        s.close()
+
+
+def test_client_limit_refuses_extra_connections(server):
+    srv, _sink = server
+    socks = [connect(srv) for _ in range(8)]
+    lockstep(socks[0], FRAMES[:1])
+    extra = connect(srv)
+    extra.settimeout(5)
+    assert wait_for(lambda: srv.stats.drops["client limit"] == 1)
+    assert extra.recv(16) == b""
+    assert lockstep(socks[7], FRAMES[:2]) == [expected_reply(p) for p in FRAMES[:2]]
+    for s in [*socks, extra]:
+        s.close()
