@@ -1,0 +1,59 @@
+"""Simulator throughput: env steps/s (game tick + RAM image + frame extraction).
+
+Measures `tempest_jax.sim.step` (jitted, vmapped) at several numbers of parallel games, with
+games in play (expert actions, so the mix of states is a realistic one). Figures:
+steps_per_s_N for each size N and steps_per_s, the best of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--games", type=int, nargs="+", default=[1, 256, 4096],
+                        help="parallel game counts to measure (default: 1 256 4096)")
+    parser.add_argument("--seconds", type=float, default=1.0,
+                        help="minimum timed seconds per round (best of 3 rounds)")
+    parser.add_argument("--warmup-ticks", type=int, default=300,
+                        help="ticks played before timing, so games are mid-level")
+
+
+def measure(args: argparse.Namespace):
+    import jax
+
+    from tempest_jax import sim
+    from tempest_jax.bench.report import best_rate, table
+
+    figures, rows = {}, []
+    for n in args.games:
+        if n < 1:
+            raise SystemExit("tempest-jax bench sim: --games values must be >= 1")
+        state, frame = sim.reset(jax.random.key(0), n)
+        start = time.perf_counter()
+        state, frame = sim.step(state, sim.expert_actions(frame))
+        jax.block_until_ready(frame)
+        compile_s = time.perf_counter() - start
+        for _ in range(args.warmup_ticks):
+            state, frame = sim.step(state, sim.expert_actions(frame))
+        box = {"state": state, "frame": frame}
+        steps = max(1, 4096 // n)
+
+        def work(box=box, n=n, steps=steps):
+            state, frame = box["state"], box["frame"]
+            for _ in range(steps):
+                state, frame = sim.step(state, sim.expert_actions(frame))
+            jax.block_until_ready(frame)
+            box["state"], box["frame"] = state, frame
+            return n * steps
+
+        rate = best_rate(work, min_seconds=args.seconds)
+        figures[f"steps_per_s_{n}"] = rate
+        rows.append((n, rate, 1e6 / rate * n, compile_s))
+    figures["steps_per_s"] = max(figures[f"steps_per_s_{n}"] for n in args.games)
+    settings = {"games": args.games, "seconds": args.seconds,
+                "warmup_ticks": args.warmup_ticks, "policy": "expert",
+                "backend": jax.default_backend()}
+    text = table(rows, ("games", "steps/s", "us per batch step", "compile s"))
+    return figures, settings, text

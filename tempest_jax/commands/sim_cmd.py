@@ -1,0 +1,57 @@
+"""Play the embedded simulator with a fixed policy and print score, level and survival.
+
+Each game is played from a new game to its first game over (or --max-ticks). The game count,
+start level and seed default to the config's [env] section.
+
+Examples:
+  tempest-jax sim play --policy expert --games 100
+  tempest-jax sim play --policy random --games 100 --json
+  tempest-jax sim play --policy expert --set env.start_level=9
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from tempest_jax import cli
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    play = sub.add_parser("play", help="play N games with the expert or a random policy")
+    cli.add_config_arguments(play)
+    play.add_argument("--policy", choices=("expert", "random"), default="expert")
+    play.add_argument("--games", type=int, default=None,
+                      help="games played in parallel (default: env.num_games)")
+    play.add_argument("--max-ticks", type=int, default=100_000,
+                      help="stop games still running after this many ticks")
+    play.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tempest_jax.bench.report import table
+    from tempest_jax.sim import play
+
+    cfg = cli.config_from_args(args)
+    games = args.games if args.games is not None else cfg.env.num_games
+    if games < 1 or args.max_ticks < 1:
+        raise SystemExit("tempest-jax sim play: --games and --max-ticks must be >= 1")
+    stats = play.play(args.policy, games, max_ticks=args.max_ticks, seed=cfg.env.seed,
+                      start_level=cfg.env.start_level)
+    summary = {"policy": args.policy, "start_level": cfg.env.start_level,
+               **play.summary(stats)}
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    rows = [
+        ("games (finished)", f"{summary['games']} ({summary['finished']})"),
+        ("mean score", summary["mean_score"]), ("median score", summary["median_score"]),
+        ("mean level reached", summary["mean_level"]),
+        ("max level reached", summary["max_level"]),
+        ("frames per life", summary["frames_per_life"]),
+        ("mean level of a death", summary["mean_death_level"]),
+    ]
+    print(f"policy: {args.policy}, start level {cfg.env.start_level}, seed {cfg.env.seed}")
+    print(table(rows, ("figure", "value")))
+    return 0

@@ -1,0 +1,920 @@
+"""Game state and one game tick of the simulated Tempest.
+
+Everything here works on ONE game (scalars and small fixed arrays); `tempest_jax.sim` vmaps it
+over thousands of games. The rules follow `reference/game_rules_world.md` and
+`reference/game_rules_enemies.md`; the simplifications are listed in `docs/simulator.md`.
+
+Units: depths of enemies, enemy shots and the player are kept ×256 (integer part = the RAM depth
+byte, low 8 bits = the game's fraction byte), so per-level speeds (1/256 units per tick) apply
+exactly. Booleans are stored as bool arrays; everything else is int32.
+
+Randomness: each game carries a 32-bit seed; the draws of a tick are a cheap counter-based hash
+of (seed, tick counter, draw index), so a game is reproducible from its seed and the hash costs a
+few integer ops per draw (threefry for ~40 draws per game per tick would dominate the step).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from tempest_jax.sim import shapes
+from tempest_jax.sim import waves as W
+
+NUM_SLOTS = 7
+NUM_SHOTS = 8
+NUM_ENEMY_SHOTS = 4
+NUM_LANES = 16
+NUM_PENDING = 64
+
+# Game states ($0000).
+GS_NEW_GAME = 0x00
+GS_LEVEL_STARTUP = 0x02
+GS_PLAYING = 0x04
+GS_DEATH = 0x06
+GS_GAME_OVER = 0x08
+GS_DELAY = 0x0A
+GS_ZOOM_OFF_END = 0x0E
+GS_ZOOM_ONTO_NEW = 0x18
+GS_DELAY_THEN_PLAY = 0x1E
+GS_ZOOM = 0x20
+GAME_MODE_REAL = 0xC0            # bit 7: real game, bit 6: game in progress
+
+RIM = 0x10
+FAR_END = 0xF0
+ONE = 256                        # one depth unit in the ×256 representation
+START_LIVES = 3
+MAX_LIVES = 6
+BONUS_LIFE_EVERY = 20_000
+SCORE_MODULUS = 1_000_000        # six BCD digits
+PLAYER_START_POSITION = 0xF0
+PLAYER_SHOT_SPEED = 9
+PLAYER_SHOT_SPEED_AFTER_SPIKE = 5
+CROUCH_TICKS = 4
+FUSE_STEP_TICKS = 4
+FUSE_HIT_RANGE = 6
+ZAP_LENGTH_FIRST, ZAP_LENGTH_SECOND = 19, 5
+ZAP_DISABLED = 0xFF
+EXPLOSION_TICKS_ENEMY = 11
+EXPLOSION_TICKS_PLAYER = 21
+EXPLOSION_TICKS_GRAB = 6
+DEATH_SLIDE_STEP = 0x0F
+DEATH_SLIDE_TICKS = 15           # player sinks 0x0F per tick from the rim to >= 0xF0
+LAST_LIFE_PULLBACK_TICKS = 40
+START_DELAY_TICKS = 20
+AVOID_SPIKES_TICKS = 30
+AVOID_SPIKES_LAST_LEVEL0 = 6     # the message shows on 0-based levels < 7
+ZOOM_START_SPEED = 0x0200
+PLAYER_STATE_GRABBED = 0x80
+PLAYER_STATE_KILLED = 0x81
+# Enemy shot chance per tick (/256) by the number of enemy shots already on screen.
+ENEMY_FIRE_CHANCE = np.array([256, 32, 16, 6, 1], dtype=np.int32)
+# Flipper climbing programs (waves.PATTERN_*): ticks climbed between flips, whether the
+# enemy climbs during flip steps, and which way it flips.
+DIR_TOWARD, DIR_KEEP, DIR_REVERSING, DIR_AWAY = range(4)
+PATTERN_CLIMB_TICKS = np.array([0, 8, 0, 1, 0, 4], dtype=np.int32)
+PATTERN_CLIMB_WHILE_FLIPPING = np.array([False, False, True, True, False, True])
+PATTERN_DIRECTION = np.array([DIR_TOWARD, DIR_TOWARD, DIR_KEEP, DIR_REVERSING, DIR_TOWARD,
+                              DIR_AWAY], dtype=np.int32)
+REVERSE_AFTER_FLIPS = (2, 5)     # reversing spiral: 2 flips, reverse, 3 flips, reverse
+NUM_DRAWS = 64                   # random bytes per tick (also the 64 pending lanes)
+
+
+@struct.dataclass
+class Enemies:
+    along: jax.Array        # [7] depth ×256; 0 = free slot
+    lane: jax.Array         # [7] base lane
+    kind: jax.Array         # [7] 0 flipper, 1 pulsar, 2 tanker, 3 spiker, 4 fuseball
+    flipping: jax.Array     # [7] bool: between lanes (flip, or fuseball lateral move)
+    higher: jax.Array       # [7] bool: rotating toward the higher lane
+    step: jax.Array         # [7] flip steps done / fuseball lateral step 1..7
+    total: jax.Array        # [7] flip steps needed
+    start_angle: jax.Array  # [7] angle nibble at the start of the flip
+    down: jax.Array         # [7] bool: moving away from the rim
+    can_fire: jax.Array     # [7] bool
+    cargo: jax.Array        # [7] tanker cargo 0..3
+    chaser: jax.Array       # [7] bool: on the rim, chasing the player
+    timer: jax.Array        # [7] ticks to the next program action
+    flips: jax.Array        # [7] flips done (reversing spiral)
+    holdoff: jax.Array      # [7] fire hold-off countdown
+    pattern: jax.Array      # [7] flipper climbing program
+
+
+@struct.dataclass
+class GameState:
+    seed: jax.Array          # uint32 per-game seed of the draw hash
+    ticks: jax.Array         # ticks since the game object was created (draw counter)
+    start_level: jax.Array   # 0-based level new games start on
+    gamestate: jax.Array
+    next_state: jax.Array    # $0002
+    countdown: jax.Array     # $0004
+    timectr: jax.Array       # $0003 (8 bit)
+    game_mode: jax.Array     # $0005
+    score: jax.Array         # decimal 0..999,999
+    lives: jax.Array
+    level: jax.Array         # 0-based, capped at 98
+    is_open: jax.Array       # bool
+    tube_angle: jax.Array    # [16]
+    position: jax.Array      # $0051 accumulator
+    player_lane: jax.Array   # $0200
+    player_state: jax.Array  # $0201
+    player_along: jax.Array  # depth ×256 ($0202 = integer part)
+    fire_button: jax.Array   # bool, the applied fire input of the last tick
+    zap_button: jax.Array    # bool, the applied zap input of the last tick (edge detection)
+    shot_depth: jax.Array    # [8] 0 = free
+    shot_lane: jax.Array     # [8]
+    shot_hits: jax.Array     # [8] spike hits
+    eshot_pos: jax.Array     # [4] ×256, 0 = free
+    eshot_lane: jax.Array    # [4]
+    zap_uses: jax.Array
+    zap_timer: jax.Array     # $0125
+    pending_vid: jax.Array   # [64] countdowns, 0 = none
+    pending_seg: jax.Array   # [64] lanes
+    spikes: jax.Array        # [16] tip depth, 0 = none
+    pulse_clock: jax.Array   # signed
+    pulse_inc: jax.Array     # signed
+    explosion: jax.Array     # ticks until every explosion is over
+    slide: jax.Array         # death sequence: ticks of slide left (-1 = not started)
+    zoom_speed: jax.Array
+    zoom_in_left: jax.Array
+    enemies: Enemies
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers (per game, vectorised over slots).
+
+def _i32(x):
+    return jnp.asarray(x, jnp.int32)
+
+
+def _hash32(x):
+    """lowbias32 integer hash (uint32 → uint32)."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def draws(seed, ticks):
+    """NUM_DRAWS random bytes (int32 0..255) for this tick: 4 bytes from each hashed word."""
+    base = _hash32(seed ^ (ticks.astype(jnp.uint32) * jnp.uint32(0x9E3779B9)))
+    idx = jnp.arange(NUM_DRAWS // 4, dtype=jnp.uint32) * jnp.uint32(0x85EBCA6B)
+    words = _hash32(base + idx)
+    shifts = jnp.arange(4, dtype=jnp.uint32) * 8
+    return ((words[:, None] >> shifts) & 0xFF).reshape(-1).astype(jnp.int32)
+
+
+def take16(table, idx):
+    """table[idx] for a [16] table and any-shaped lane index (one-hot: cheaper than a gather
+    under vmap on CPU)."""
+    onehot = idx[..., None] == jnp.arange(NUM_LANES)
+    return jnp.sum(jnp.where(onehot, table, 0), axis=-1)
+
+
+def lane_toward(from_lane, to_lane, is_open):
+    """True when the shortest way from `from_lane` to `to_lane` is toward higher lanes
+    (the game's rule: difference wrapped to -8..+7 on closed tubes, >= 0 means higher)."""
+    d = to_lane - from_lane
+    d = jnp.where(is_open, d, ((d + 8) & 15) - 8)
+    return d >= 0
+
+
+def flip_geometry(lane, higher, angles):
+    """(base lane during the flip, start angle, steps) of a flip from `lane`.
+
+    A flip toward the higher lane takes the destination as its base lane at once and its angle
+    runs down from (A[s-1]+8) to A[s]; a flip toward the lower lane keeps its lane as base and
+    the angle runs up from A[s] to (A[s-1]+8). This is the convention the extraction decodes
+    (state_vector.md §3.2)."""
+    base = jnp.where(higher, (lane + 1) & 15, lane)
+    a_base = take16(angles, base)
+    reversed_prev = (take16(angles, (base - 1) & 15) + 8) & 15
+    start = jnp.where(higher, reversed_prev, a_base)
+    total = (reversed_prev - a_base) & 15          # the same count in both directions
+    return base, start, jnp.where(total == 0, 8, total)
+
+
+def flip_angle(e: Enemies):
+    """Current angle nibble of a flipping enemy."""
+    step = jnp.minimum(e.step, e.total)
+    return jnp.where(e.higher, e.start_angle - step, e.start_angle + step) & 15
+
+
+def wave_params(level):
+    """The wave's parameter row as a dict of int32 scalars."""
+    row = jnp.asarray(W.WAVE_TABLE)[jnp.clip(level, 0, W.NUM_LEVELS - 1)]
+    return {name: row[i] for i, name in enumerate(W.COLUMNS)}
+
+
+def bonus_lives(old_score, new_score, lives):
+    crossed = (new_score // BONUS_LIFE_EVERY) > (old_score // BONUS_LIFE_EVERY)
+    return jnp.where(crossed & (lives < MAX_LIVES), lives + 1, lives)
+
+
+# ---------------------------------------------------------------------------------------------
+# Construction.
+
+def empty_enemies() -> Enemies:
+    z = jnp.zeros(NUM_SLOTS, jnp.int32)
+    f = jnp.zeros(NUM_SLOTS, bool)
+    return Enemies(along=z, lane=z, kind=z, flipping=f, higher=f, step=z, total=z,
+                   start_angle=z, down=f, can_fire=f, cargo=z, chaser=f, timer=z, flips=z,
+                   holdoff=z, pattern=z)
+
+
+def pending_queue(n, lanes):
+    """The game's pending-enemy queue of n enemies: countdown ((16 i) mod 256) | lane."""
+    i = jnp.arange(NUM_PENDING, dtype=jnp.int32)
+    vid = ((16 * i) & 0xFF) | lanes
+    vid = jnp.where(vid == 0, 0x0F, vid)
+    return jnp.where(i < n, vid, 0), lanes
+
+
+def new_game(seed, start_level) -> GameState:
+    """A game at gamestate 0x00 (new game); its first tick sets up the start level."""
+    z = _i32(0)
+    state = GameState(
+        seed=jnp.asarray(seed, jnp.uint32), ticks=z, start_level=_i32(start_level),
+        gamestate=_i32(GS_NEW_GAME), next_state=z, countdown=z, timectr=z,
+        game_mode=_i32(GAME_MODE_REAL), score=z, lives=_i32(START_LIVES),
+        level=_i32(start_level), is_open=jnp.asarray(False), tube_angle=jnp.zeros(16, jnp.int32),
+        position=z, player_lane=z, player_state=z, player_along=_i32(RIM * ONE),
+        fire_button=jnp.asarray(False), zap_button=jnp.asarray(False),
+        shot_depth=jnp.zeros(NUM_SHOTS, jnp.int32), shot_lane=jnp.zeros(NUM_SHOTS, jnp.int32),
+        shot_hits=jnp.zeros(NUM_SHOTS, jnp.int32),
+        eshot_pos=jnp.zeros(NUM_ENEMY_SHOTS, jnp.int32),
+        eshot_lane=jnp.zeros(NUM_ENEMY_SHOTS, jnp.int32),
+        zap_uses=z, zap_timer=z,
+        pending_vid=jnp.zeros(NUM_PENDING, jnp.int32),
+        pending_seg=jnp.zeros(NUM_PENDING, jnp.int32),
+        spikes=jnp.zeros(16, jnp.int32), pulse_clock=z, pulse_inc=z, explosion=z,
+        slide=_i32(-1), zoom_speed=z, zoom_in_left=z, enemies=empty_enemies())
+    return _level_init(state, _i32(start_level), jnp.zeros(NUM_PENDING, jnp.int32))
+
+
+def _level_init(s: GameState, level, lanes) -> GameState:
+    """What the game does at every new wave: geometry, spikes, pending queue, zapper."""
+    level = jnp.minimum(level, W.NUM_LEVELS - 1)
+    p = wave_params(level)
+    shape = jnp.asarray(shapes.SHAPE_OF_SLOT)[level % 16]
+    vid, seg = pending_queue(p["total"], lanes)
+    has_pulsars = p["max_p"] > 0
+    return s.replace(
+        level=level, is_open=jnp.asarray(shapes.OPEN_FLAG)[shape] != 0,
+        tube_angle=jnp.asarray(shapes.TUBE_ANGLE)[shape],
+        spikes=jnp.full(16, p["spike0"], jnp.int32), pending_vid=vid, pending_seg=seg,
+        zap_uses=_i32(0), zap_timer=_i32(0), enemies=empty_enemies(),
+        shot_depth=jnp.zeros_like(s.shot_depth), shot_hits=jnp.zeros_like(s.shot_hits),
+        eshot_pos=jnp.zeros_like(s.eshot_pos), explosion=_i32(0),
+        pulse_clock=_i32(jnp.where(has_pulsars, -1, 0)),
+        pulse_inc=_i32(jnp.where(has_pulsars, p["pulse_inc"], 0)))
+
+
+def pending_count(s: GameState):
+    return jnp.sum(s.pending_vid > 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Enemy creation.
+
+def choose_type(counts, tanker_cargo_counts, p, free, spike_tip, r_type, r_cargo):
+    """The game's 'determine nymph type' (enemies sheet §1.4): (ok, type, cargo)."""
+    mins = jnp.stack([p["min_f"], p["min_p"], p["min_t"], p["min_s"], p["min_u"]])
+    maxs = jnp.stack([p["max_f"], p["max_p"], p["max_t"], p["max_s"], p["max_u"]])
+    openings = jnp.maximum(maxs - counts, 0) - 2 * tanker_cargo_counts
+    openings = jnp.where(openings < 0, openings + 256, openings)     # byte wrap, then clamp
+    openings = jnp.minimum(openings, free)
+    has = openings > 0
+    n_has = jnp.sum(has)
+    t_idx = jnp.arange(W.NUM_TYPES)
+    only = jnp.argmax(has)
+    # Step 5: fuseball down to flipper, the first type with openings below its minimum.
+    below_min = has & (counts < mins)
+    first_below = (W.NUM_TYPES - 1) - jnp.argmax(below_min[::-1])
+    # Step 6: spiker and tanker both open: a long spike on the lane calls a tanker.
+    long_spike = jnp.where(spike_tip == 0, 0xFF, spike_tip) < 0xCC
+    spiker_or_tanker = jnp.where(long_spike, W.TANKER, W.SPIKER)
+    # Step 7: from a random type 1..4 downward (wrapping), the first with MIN != 0 and openings.
+    start = 1 + (r_type & 3)
+    order = (start - t_idx) % W.NUM_TYPES
+    eligible = (mins[order] != 0) & has[order]
+    scan_pick = order[jnp.argmax(eligible)]
+    kind = jnp.where(n_has == 1, only,
+                     jnp.where(jnp.any(below_min), first_below,
+                               jnp.where(has[W.SPIKER] & has[W.TANKER], spiker_or_tanker,
+                                         scan_pick)))
+    ok = jnp.where(n_has == 0, False,
+                   jnp.where(n_has == 1, mins[only] != 0,
+                             jnp.any(below_min) | (has[W.SPIKER] & has[W.TANKER])
+                             | jnp.any(eligible)))
+    # A tanker's cargo: from a random entry of the wave's 4-entry list, the first whose type
+    # still has openings.
+    cargo_list = jnp.stack([p["cargo0"], p["cargo1"], p["cargo2"], p["cargo3"]])
+    c_order = (r_cargo + jnp.arange(4)) & 3
+    c_types = jnp.asarray(W.TYPE_OF_CARGO)[cargo_list[c_order]]
+    c_ok = has[c_types]
+    cargo = cargo_list[c_order[jnp.argmax(c_ok)]]
+    is_tanker = kind == W.TANKER
+    ok = ok & (~is_tanker | jnp.any(c_ok))
+    return ok, kind, jnp.where(is_tanker, cargo, 0)
+
+
+def _spawn(e: Enemies, slot_mask, kind, lane, along, higher, cargo, pattern, p):
+    """Write a new enemy into the slots selected by `slot_mask` (fields broadcast)."""
+    can_fire = (kind == W.FLIPPER) | (kind == W.TANKER) | (kind == W.SPIKER) | (
+        (kind == W.PULSAR) & (p["pulsar_can_fire"] != 0))
+    climb = jnp.asarray(PATTERN_CLIMB_TICKS)[pattern]
+    timer = jnp.where(kind == W.PULSAR, p["pulsar_delay"],
+                      jnp.where(kind == W.FUSEBALL, FUSE_STEP_TICKS, climb))
+    new = dict(along=along, lane=lane, kind=kind, flipping=False, higher=higher, step=0,
+               total=0, start_angle=0, down=False, can_fire=can_fire, cargo=cargo,
+               chaser=False, timer=timer, flips=0, holdoff=0, pattern=pattern)
+    return e.replace(**{k: jnp.where(slot_mask, v, getattr(e, k)) for k, v in new.items()})
+
+
+def _highest_free(e: Enemies):
+    free = e.along == 0
+    idx = NUM_SLOTS - 1 - jnp.argmax(free[::-1])
+    return jnp.any(free), jnp.arange(NUM_SLOTS) == idx
+
+
+def _hatch(s: GameState, p, r, can_hatch):
+    """Pending countdowns, and at most one pending enemy entering the tube per tick."""
+    e = s.enemies
+    live = s.pending_vid > 0
+    active = e.along > 0
+    frozen = (~can_hatch) | (jnp.sum(active) >= NUM_SLOTS)
+    rotate = live & (s.pending_vid >= 0x40) & ((s.timectr & 1) == 0) & ~frozen
+    seg = jnp.where(rotate, (s.pending_seg + 1) & 15, s.pending_seg)
+    vid = jnp.where(live & ~frozen, s.pending_vid - 1, s.pending_vid)
+    reaching = live & (vid == 0) & ~frozen
+    idx = NUM_PENDING - 1 - jnp.argmax(reaching[::-1])        # the scan runs 63 → 0
+    any_reaching = jnp.any(reaching)
+    lane = seg[idx]
+    lane = jnp.where(s.is_open & (lane == 15), 2 * (r[0] % 8), lane)
+    counts = jnp.stack([jnp.sum(active & (e.kind == t)) for t in range(W.NUM_TYPES)])
+    tanker_cargo = jnp.stack([jnp.sum(active & (e.kind == W.TANKER) & (e.cargo > 0)
+                                      & (jnp.asarray(W.TYPE_OF_CARGO)[e.cargo] == t))
+                              for t in range(W.NUM_TYPES)])
+    free_count = NUM_SLOTS - jnp.sum(active)
+    ok, kind, cargo = choose_type(counts, tanker_cargo, p, free_count,
+                                  take16(s.spikes, lane), r[1], r[2])
+    has_slot, slot = _highest_free(e)
+    launch = any_reaching & ok & has_slot
+    e = _spawn(e, slot & launch, kind, lane, _i32(FAR_END * ONE), r[3] >= 128, cargo,
+               p["pattern"], p)
+    # Entries that reached 0 without launching step back by one.
+    launched_entry = (jnp.arange(NUM_PENDING) == idx) & launch
+    vid = jnp.where(reaching & ~launched_entry, 1, vid)
+    return s.replace(enemies=e, pending_vid=vid, pending_seg=seg)
+
+
+# ---------------------------------------------------------------------------------------------
+# Enemy movement.
+
+def _start_flip(e: Enemies, mask, higher, is_open, angles):
+    """Begin a flip (or fuseball lateral move) for the slots in `mask`."""
+    higher = jnp.where(is_open & higher & (e.lane >= 14), False, higher)
+    higher = jnp.where(is_open & ~higher & (e.lane <= 0), True, higher)
+    base, start, total = flip_geometry(e.lane, higher, angles)
+    fuse = e.kind == W.FUSEBALL
+    fuse_base = jnp.where(higher, e.lane, (e.lane - 1) & 15)
+    return e.replace(
+        flipping=e.flipping | mask, higher=jnp.where(mask, higher, e.higher),
+        lane=jnp.where(mask, jnp.where(fuse, fuse_base, base), e.lane),
+        start_angle=jnp.where(mask, start, e.start_angle),
+        total=jnp.where(mask, total, e.total), step=jnp.where(mask, jnp.where(fuse, 1, 0),
+                                                               e.step),
+        timer=jnp.where(mask & fuse, FUSE_STEP_TICKS, e.timer))
+
+
+def _move_enemies(s: GameState, p, r, pulsing):
+    """One tick of every enemy's program. Returns (enemies, spikes, kill_state, split_mask)."""
+    e = s.enemies
+    is_open, angles, player = s.is_open, s.tube_angle, s.player_lane
+    active = e.along > 0
+    depth = e.along >> 8
+    pending = pending_count(s)
+    kind = e.kind
+    flipper, pulsar, tanker, spiker, fuse = (kind == t for t in range(W.NUM_TYPES))
+    toward_player = lane_toward(e.lane, player, is_open)
+    slot = jnp.arange(NUM_SLOTS)
+
+    # --- flips in progress (flippers, pulsars): advance, complete --------------------------
+    flips_kind = flipper | pulsar
+    rim_steps = jnp.where(e.chaser, p["rim_flip_steps"], 1)
+    in_flip = active & flips_kind & e.flipping
+    step = jnp.where(in_flip, e.step + rim_steps, e.step)
+    done_flip = in_flip & (step >= e.total)
+    lane = jnp.where(done_flip & ~e.higher, (e.lane - 1) & 15, e.lane)
+    e = e.replace(step=step, lane=lane, flipping=e.flipping & ~done_flip)
+    flips = jnp.where(done_flip, e.flips + 1, e.flips)
+    e = e.replace(flips=jnp.where(flips >= REVERSE_AFTER_FLIPS[1], 0, flips))
+    reverse = done_flip & (e.pattern == W.PATTERN_REVERSING) & (
+        (flips == REVERSE_AFTER_FLIPS[0]) | (flips == REVERSE_AFTER_FLIPS[1]))
+    e = e.replace(higher=e.higher ^ reverse)
+
+    # --- rim chasers (flippers and pulsars on the rim): crouch, grab, flip on --------------
+    chasing = active & flips_kind & e.chaser
+    crouching = chasing & ~e.flipping & ~done_flip
+    grab = jnp.any(crouching & (e.lane == player))
+    timer = jnp.where(crouching, e.timer - 1, e.timer)
+    timer = jnp.where(chasing & done_flip, CROUCH_TICKS, timer)
+    e = e.replace(timer=timer)
+    e = _start_flip(e, crouching & (timer <= 0), e.higher, is_open, angles)
+
+    # --- flippers climbing ------------------------------------------------------------------
+    climbing_f = active & flipper & ~e.chaser
+    pattern = e.pattern
+    climb_ticks = jnp.asarray(PATTERN_CLIMB_TICKS)[pattern]
+    climb_flipping = jnp.asarray(PATTERN_CLIMB_WHILE_FLIPPING)[pattern]
+    direction_mode = jnp.asarray(PATTERN_DIRECTION)[pattern]
+    tip = take16(s.spikes, e.lane)
+    shielded = (pattern == W.PATTERN_SPIKE_AWARE) & (tip > 0) & (depth > tip)
+    may_flip = (pattern != W.PATTERN_STRAIGHT) & ~shielded
+    e = e.replace(timer=jnp.where(climbing_f & done_flip, climb_ticks, e.timer))
+    idle = climbing_f & ~e.flipping & ~done_flip
+    start_f = idle & may_flip & (e.timer <= 0)
+    counting = idle & ~start_f & (pattern != W.PATTERN_STRAIGHT)
+    e = e.replace(timer=jnp.where(counting, e.timer - 1, e.timer))
+    flip_dir = jnp.where(direction_mode == DIR_TOWARD, toward_player,
+                         jnp.where(direction_mode == DIR_AWAY, ~toward_player, e.higher))
+    e = _start_flip(e, start_f, flip_dir, is_open, angles)
+    climb_f = climbing_f & ~start_f & (~(e.flipping & ~start_f) | climb_flipping)
+
+    # --- pulsars ----------------------------------------------------------------------------
+    climbing_p = active & pulsar & ~e.chaser
+    potency = p["potency"]
+    e = e.replace(down=jnp.where(climbing_p & (pending == 0), False, e.down))
+    e = e.replace(timer=jnp.where(climbing_p & done_flip, p["pulsar_delay"], e.timer))
+    idle_p = climbing_p & ~e.flipping & ~done_flip
+    start_p = idle_p & (e.timer <= 0) & ~pulsing
+    e = e.replace(timer=jnp.where(idle_p & (e.timer > 0), e.timer - 1, e.timer))
+    e = _start_flip(e, start_p, toward_player, is_open, angles)
+    move_p = idle_p & ~start_p
+
+    # --- fuseballs: lateral moves of 7 steps x 4 ticks, climbing/descending between --------
+    fuse_a = active & fuse
+    lateral = fuse_a & e.flipping
+    ftimer = jnp.where(lateral, e.timer - 1, e.timer)
+    fstep = jnp.where(lateral & (ftimer <= 0), e.step + 1, e.step)
+    ftimer = jnp.where(lateral & (ftimer <= 0), FUSE_STEP_TICKS, ftimer)
+    lateral_done = lateral & (fstep >= 8)
+    at_rim = depth <= RIM
+    stay_at_rim = at_rim & (pending == 0)
+    e = e.replace(
+        timer=ftimer, step=jnp.where(lateral_done, 0, fstep),
+        lane=jnp.where(lateral_done & e.higher, (e.lane + 1) & 15, e.lane),
+        flipping=e.flipping & ~lateral_done,
+        down=jnp.where(lateral_done & ~stay_at_rim, ~e.down, e.down))
+    riding = fuse_a & ~e.flipping & ~lateral_done
+    chase_rim = (p["chase_flags"] & 0x80) != 0
+    chase_tube = ((p["chase_flags"] & 0x40) != 0) & ((slot & 1) == 1)
+    random_dir = r[8:15] >= 128
+    in_band = (depth & 0x20) != 0
+    wants_random = riding & in_band & (r[15:22] >= p["fuse_threshold"]) & ~(
+        ~e.down & (pending == 0))
+    rim_turn = riding & at_rim & ~e.down
+    early_turn = riding & ~e.down & (s.level < 17) & (pending > 0) & (depth < 0x20)
+    deep_turn = riding & e.down & (depth >= 0x80)
+    start_u = wants_random | rim_turn | early_turn | deep_turn
+    dir_u = jnp.where(rim_turn, jnp.where(chase_rim | stay_at_rim, toward_player, random_dir),
+                      jnp.where(chase_tube, toward_player, random_dir))
+    e = _start_flip(e, start_u, dir_u, is_open, angles)
+    move_u = riding & ~start_u
+
+    # --- depth movement ----------------------------------------------------------------------
+    speed = jnp.where(flipper | tanker, p["speed_flipper"],
+                      jnp.where(spiker, p["speed_spiker"],
+                                jnp.where(fuse, p["speed_fuseball"],
+                                          jnp.where(depth > potency, p["speed_flipper"],
+                                                    W.PULSAR_SPEED))))
+    speed = jnp.where(pulsar & e.down, -W.PULSAR_SPEED, jnp.where(e.down, -speed, speed))
+    moving = (climb_f | (active & (tanker | spiker)) | move_p | move_u) & ~e.chaser
+    along = jnp.where(moving, e.along + speed, e.along)
+    along = jnp.where(moving & e.down & (along >= FAR_END * ONE), 0xF2 * ONE, along)
+    up = moving & ~e.down
+    new_depth = along >> 8
+
+    # Flippers and pulsars reaching the rim: a mid-flip one is held at 0x11; others chase.
+    reach = up & (flipper | pulsar) & (along <= RIM * ONE)
+    hold = reach & e.flipping
+    pulsar_bounce = reach & ~hold & pulsar & (pending > 0)
+    convert = reach & ~hold & ~pulsar_bounce
+    along = jnp.where(hold, 0x11 * ONE, jnp.where(reach, RIM * ONE, along))
+    along = jnp.where(up & fuse & (along <= RIM * ONE), RIM * ONE, along)
+    others = e.chaser & active
+    one_other = jnp.sum(others) == 1
+    other_higher = jnp.any(others & e.higher)
+    chase_dir = jnp.where(one_other, ~other_higher, toward_player)
+    e = e.replace(chaser=e.chaser | convert, higher=jnp.where(convert, chase_dir, e.higher),
+                  timer=jnp.where(convert, CROUCH_TICKS, e.timer),
+                  down=jnp.where(pulsar_bounce, True, e.down))
+    # Pulsars moving down turn at the potency depth.
+    e = e.replace(down=jnp.where(active & pulsar & e.down & (new_depth >= potency), False,
+                                 e.down))
+
+    # Tankers climbing above 0x20 split.
+    split = up & tanker & (new_depth < 0x20) & (e.cargo > 0)
+
+    # Spikers: grow the spike on their lane, turn at 0x20, re-lane at the bottom.
+    spiking = active & spiker
+    lanes_onehot = e.lane[:, None] == jnp.arange(NUM_LANES)
+    grow_depth = jnp.where(spiking & ~e.down, jnp.maximum(new_depth, 0x20), 0x1FF)
+    tip_from_spikers = jnp.min(jnp.where(lanes_onehot, grow_depth[:, None], 0x1FF), axis=0)
+    has_spiker = jnp.any(lanes_onehot & (spiking & ~e.down)[:, None], axis=0)
+    spikes = jnp.where(has_spiker & (s.spikes == 0), 0xF1, s.spikes)
+    spikes = jnp.where(has_spiker, jnp.minimum(spikes, tip_from_spikers), spikes)
+    turn = spiking & ~e.down & (new_depth < 0x20)
+    along = jnp.where(turn, 0x20 * ONE, along)
+    bottom = spiking & e.down & (along >= 0xF2 * ONE)
+    # Shortest spike (no spike counts as shortest), scanning from a random lane.
+    lane_ids = jnp.arange(NUM_LANES)
+    scan = (r[22] + lane_ids) & 15
+    heights = jnp.where(spikes == 0, 0x100, spikes)[scan]
+    heights = jnp.where(is_open & (scan == 15), -1, heights)
+    new_lane = scan[jnp.argmax(heights)]
+    to_tanker = bottom & (pending == 0)
+    e = e.replace(
+        down=jnp.where(turn, True, jnp.where(bottom, False, e.down)),
+        lane=jnp.where(bottom, new_lane, e.lane),
+        kind=jnp.where(to_tanker, W.TANKER, e.kind),
+        cargo=jnp.where(to_tanker, W.CARGO_FLIPPERS, e.cargo))
+    along = jnp.where(bottom, FAR_END * ONE, along)
+    e = e.replace(along=jnp.where(active, along, 0))
+
+    # --- deaths caused by enemies -----------------------------------------------------------
+    depth = e.along >> 8
+    pulsar_kill = jnp.any(active & pulsar & ~e.flipping & pulsing & (depth < potency)
+                          & (e.lane == player))
+    fuse_kill = jnp.any(active & fuse & (depth == RIM) & (e.lane == player))
+    kill_state = jnp.where(grab, PLAYER_STATE_GRABBED,
+                           jnp.where(pulsar_kill | fuse_kill, PLAYER_STATE_KILLED, 0))
+    return e, spikes, kill_state, split
+
+
+def _apply_splits(e: Enemies, split, p, is_open):
+    """Tankers in `split` become two cargo enemies: the tanker's slot turns into the first
+    child (lane L-1, rotating CW), the second (lane L+1, CCW) takes the highest free slot."""
+    for k in range(NUM_SLOTS):
+        here = jnp.arange(NUM_SLOTS) == k
+        do = split[k]
+        child_kind = jnp.asarray(W.TYPE_OF_CARGO)[e.cargo[k]]
+        lane = e.lane[k]
+        left = (lane - 1) & 15
+        right = (lane + 1) & 15
+        left = jnp.where(is_open & (left == 15), 0, left)
+        right = jnp.where(is_open & (right == 15), 14, right)
+        along = e.along[k]
+        pattern = jnp.where((along >> 8) < 0x20, W.PATTERN_STRAIGHT, p["pattern"])
+        e = _spawn(e, here & do, child_kind, left, along, False, 0, pattern, p)
+        has_slot, slot = _highest_free(e)
+        e = _spawn(e, slot & do & has_slot, child_kind, right, along, True, 0, pattern, p)
+    return e
+
+
+# ---------------------------------------------------------------------------------------------
+# Shots and collisions.
+
+def _enemy_hit_mask(e: Enemies, shot_depth, shot_lane, p):
+    """Which enemies a player shot at (depth, lane) hits (enemies sheet §2.2, §2.5)."""
+    depth = e.along >> 8
+    active = e.along > 0
+    fuse = e.kind == W.FUSEBALL
+    spans = e.flipping & ~fuse
+    lane_ok = jnp.where(spans, (shot_lane == e.lane) | (shot_lane == ((e.lane - 1) & 15)),
+                        shot_lane == e.lane)
+    exposed = jnp.where(fuse, e.flipping & (depth != RIM), e.flipping | (depth != RIM))
+    hit_range = jnp.where(fuse, FUSE_HIT_RANGE,
+                          jnp.where(e.kind == W.SPIKER, p["hit_spiker"], p["hit_flipper"]))
+    return active & lane_ok & exposed & (jnp.abs(shot_depth - depth) < hit_range)
+
+
+def _kill_points(kind, fuse_roll):
+    """Points of a shot kill; fuseballs: 250, or 500 / 750 with probability 1/8 each."""
+    fuse_points = jnp.where(fuse_roll == 1, 500, jnp.where(fuse_roll == 2, 750, 250))
+    return jnp.where(kind == W.FUSEBALL, fuse_points, jnp.asarray(W.POINTS)[kind])
+
+
+def _shot_hits(s: GameState, shot_mask, p, r, split):
+    """Resolve player shots in `shot_mask` against enemies, in slot order: each shot kills at
+    most one enemy. Tankers with cargo are marked to split instead of vanishing."""
+    e = s.enemies
+    points = _i32(0)
+    killed_any = jnp.asarray(False)
+    shot_depth = s.shot_depth
+    for j in range(NUM_SHOTS):
+        live = shot_mask[j] & (shot_depth[j] > 0)
+        hits = _enemy_hit_mask(e, shot_depth[j], s.shot_lane[j], p) & ~split & live
+        any_hit = jnp.any(hits)
+        k = jnp.argmax(hits)
+        victim = (jnp.arange(NUM_SLOTS) == k) & any_hit
+        points = points + jnp.where(any_hit, _kill_points(e.kind[k], r[24 + j] & 7), 0)
+        splits = victim & (e.kind == W.TANKER) & (e.cargo > 0)
+        split = split | splits
+        e = e.replace(along=jnp.where(victim & ~splits, 0, e.along))
+        shot_depth = shot_depth.at[j].set(jnp.where(any_hit, 0, shot_depth[j]))
+        killed_any = killed_any | any_hit
+    return s.replace(enemies=e, shot_depth=shot_depth), points, killed_any, split
+
+
+def _move_player_shots(s: GameState):
+    """Shots fly +9 per tick (+5 after a spike hit), cut spikes (1 point per cut), vanish after
+    the second cut or at the far end. Shots are processed in slot order, as the game does."""
+    spikes = s.spikes
+    depth, hits = s.shot_depth, s.shot_hits
+    points = _i32(0)
+    for j in range(NUM_SHOTS):
+        live = depth[j] > 0
+        d = depth[j] + jnp.where(hits[j] > 0, PLAYER_SHOT_SPEED_AFTER_SPIKE, PLAYER_SHOT_SPEED)
+        lane_mask = jnp.arange(NUM_LANES) == s.shot_lane[j]
+        tip = jnp.sum(jnp.where(lane_mask, spikes, 0))
+        cut = live & (tip > 0) & (d >= tip)
+        spikes = jnp.where(lane_mask & cut, jnp.where(d >= FAR_END, 0, d), spikes)
+        h = hits[j] + cut
+        gone = (d >= FAR_END) | (h >= 2)
+        depth = depth.at[j].set(jnp.where(live & ~gone, d, 0))
+        hits = hits.at[j].set(jnp.where(live & ~gone, h, 0))
+        points = points + cut
+    return s.replace(spikes=spikes, shot_depth=depth, shot_hits=hits), points
+
+
+def _shot_vs_shot(s: GameState, p):
+    """A player shot and an enemy shot in the same lane within range destroy each other."""
+    pd, ed = s.shot_depth, s.eshot_pos
+    for j in range(NUM_SHOTS):
+        meet = ((ed > 0) & (pd[j] > 0) & (s.eshot_lane == s.shot_lane[j])
+                & (jnp.abs(pd[j] - (ed >> 8)) < p["hit_shot"]))
+        any_meet = jnp.any(meet)
+        first = (jnp.arange(NUM_ENEMY_SHOTS) == jnp.argmax(meet)) & any_meet
+        ed = jnp.where(first, 0, ed)
+        pd = pd.at[j].set(jnp.where(any_meet, 0, pd[j]))
+    return s.replace(shot_depth=pd, eshot_pos=ed)
+
+
+# ---------------------------------------------------------------------------------------------
+# The tick.
+
+def move_player(position, spinner, is_open):
+    """The game's movement routine: position -= clamp(spinner, -31, 31); wrap on closed tubes,
+    clamp to 0..0xEF on open ones."""
+    delta = jnp.clip(spinner, -31, 31)
+    raw = position - delta
+    return jnp.where(is_open, jnp.clip(raw, 0, 0xEF), raw & 0xFF)
+
+
+def tick(s: GameState, fire_in, zap_in, spinner_in) -> GameState:
+    """Advance one game by one tick. Inputs are the commanded fire (0/1), zap (0/1) and spinner
+    (game units); like the Lua script, the game only receives them in 0x04 / 0x20."""
+    p = wave_params(s.level)
+    r = draws(s.seed, s.ticks)
+    gs = s.gamestate
+    playing, zooming = gs == GS_PLAYING, gs == GS_ZOOM
+    applied = ((s.game_mode & 0x80) != 0) & (playing | zooming)
+    fire = applied & (fire_in != 0)
+    zap = applied & (zap_in != 0)
+    spinner = jnp.where(applied, spinner_in, 0)
+    alive = s.player_state < 0x80
+    old_score = s.score
+    zap_was_down = s.zap_button
+    points = _i32(0)
+    s = s.replace(ticks=s.ticks + 1, timectr=(s.timectr + 1) & 0xFF)
+
+    # 1. Player movement (play, zoom, delays and the zoom onto a new tube).
+    moves = alive & (playing | zooming | (gs == GS_DELAY) | (gs == GS_ZOOM_ONTO_NEW))
+    position = jnp.where(moves, move_player(s.position, spinner, s.is_open), s.position)
+    lane = position >> 4
+    s = s.replace(position=position, player_lane=jnp.where(moves, lane, s.player_lane),
+                  player_state=jnp.where(moves, (lane + 1) & 15, s.player_state))
+
+    # 2. Fire: one new shot per tick in the highest free slot, tested at once against enemies.
+    act = alive & (playing | zooming)
+    free_shot = s.shot_depth == 0
+    shot_slot = NUM_SHOTS - 1 - jnp.argmax(free_shot[::-1])
+    new_shot = (jnp.arange(NUM_SHOTS) == shot_slot) & jnp.any(free_shot) & fire & act
+    s = s.replace(shot_depth=jnp.where(new_shot, s.player_along >> 8, s.shot_depth),
+                  shot_lane=jnp.where(new_shot, s.player_lane, s.shot_lane),
+                  shot_hits=jnp.where(new_shot, 0, s.shot_hits),
+                  fire_button=fire, zap_button=zap)
+    split = jnp.zeros(NUM_SLOTS, bool)
+    s, pts, killed_new, split = _shot_hits(s, new_shot & playing, p, r, split)
+    points += pts
+
+    # 3. Superzapper: a new press starts it (two uses a level); kills on even timer values.
+    zap_running = (s.zap_timer > 0) & (s.zap_timer != ZAP_DISABLED)
+    zt = jnp.where(zap_running, s.zap_timer + 1, s.zap_timer)
+    e = s.enemies
+    kill_tick = zap_running & (zt >= 4) & ((zt & 1) == 0)
+    active = e.along > 0
+    has_victim = jnp.any(active)
+    victim_idx = NUM_SLOTS - 1 - jnp.argmax(active[::-1])
+    zap_victim = (jnp.arange(NUM_SLOTS) == victim_idx) & kill_tick & has_victim
+    points += jnp.where(jnp.any(zap_victim),
+                        jnp.asarray(W.ZAP_POINTS)[e.kind[victim_idx]], 0)
+    e = e.replace(along=jnp.where(zap_victim, 0, e.along))
+    zap_length = jnp.where(s.zap_uses <= 1, ZAP_LENGTH_FIRST, ZAP_LENGTH_SECOND)
+    zt = jnp.where(zap_running & ((zt >= zap_length) | (kill_tick & ~has_victim)), 0, zt)
+    press = zap & ~zap_was_down & act & playing & (zt == 0)
+    pressed_ok = press & (s.zap_uses < 2)
+    s = s.replace(enemies=e, zap_timer=jnp.where(pressed_ok, 1, zt),
+                  zap_uses=jnp.where(pressed_ok, s.zap_uses + 1, s.zap_uses),
+                  explosion=jnp.where(jnp.any(zap_victim),
+                                      jnp.maximum(s.explosion, EXPLOSION_TICKS_ENEMY),
+                                      s.explosion))
+    zap_running = (s.zap_timer > 0) & (s.zap_timer != ZAP_DISABLED)
+
+    # 4. Pending enemies enter the tube (not while zapping or with every slot busy).
+    in_play = playing & alive
+    hatched = _hatch(s, p, r, in_play & ~zap_running)
+    s = s.replace(**{k: jax.tree.map(lambda a, b: jnp.where(in_play, a, b),
+                                     getattr(hatched, k), getattr(s, k))
+                     for k in ("enemies", "pending_vid", "pending_seg")})
+
+    # 5. Enemy programs and the pulse clock.
+    pulsing = s.pulse_clock >= 0
+    e_moved, spikes, kill_state, auto_split = _move_enemies(s, p, r, pulsing)
+    s = s.replace(enemies=jax.tree.map(lambda a, b: jnp.where(in_play, a, b), e_moved,
+                                       s.enemies),
+                  spikes=jnp.where(in_play, spikes, s.spikes))
+    split = split | (auto_split & in_play)
+    clock = jnp.where(playing, s.pulse_clock + s.pulse_inc, s.pulse_clock)
+    flip_inc = (clock >= 15) | (clock < -63)
+    s = s.replace(pulse_clock=clock,
+                  pulse_inc=jnp.where(playing & flip_inc, -s.pulse_inc, s.pulse_inc))
+
+    # 6. Shots move: player shots (spikes), then enemy shots (a shot passing the rim in the
+    #    player's lane kills).
+    moved, spike_points = _move_player_shots(s)
+    s = s.replace(**{k: jnp.where(playing | zooming, getattr(moved, k), getattr(s, k))
+                     for k in ("spikes", "shot_depth", "shot_hits")})
+    points += jnp.where(playing | zooming, spike_points, 0)
+    epos = jnp.where(s.eshot_pos > 0, s.eshot_pos + p["speed_shot"], 0)
+    passing = (s.eshot_pos > 0) & (epos < RIM * ONE)
+    shot_kill = jnp.any(passing & (s.eshot_lane == s.player_lane)) & alive
+    s = s.replace(eshot_pos=jnp.where(playing, jnp.where(passing, 0, epos), s.eshot_pos))
+    kill_state = jnp.where(in_play & (kill_state != 0), kill_state,
+                           jnp.where(playing & shot_kill, PLAYER_STATE_KILLED, 0))
+
+    # 7. Enemy fire: eligible enemies (deep enough, not flipping, hold-off over) fire with a
+    #    chance that falls with the number of enemy shots on screen.
+    e = s.enemies
+    deep = (e.along > 0) & ((e.along >> 8) >= 0x30)
+    holdoff = jnp.where(deep & in_play, e.holdoff - 1, e.holdoff)
+    on_screen = jnp.sum(s.eshot_pos > 0)
+    chance = jnp.asarray(ENEMY_FIRE_CHANCE)[jnp.minimum(on_screen, 4)]
+    wants = deep & e.can_fire & ~e.flipping & (holdoff < 0) & (r[32:39] < chance)
+    shooter = NUM_SLOTS - 1 - jnp.argmax(wants[::-1])
+    free_es = s.eshot_pos == 0
+    es_slot = (jnp.arange(NUM_ENEMY_SHOTS) == jnp.argmax(free_es))
+    fires = jnp.any(wants) & (on_screen < p["max_shots"]) & in_play
+    s = s.replace(
+        eshot_pos=jnp.where(es_slot & fires, e.along[shooter], s.eshot_pos),
+        eshot_lane=jnp.where(es_slot & fires, e.lane[shooter], s.eshot_lane),
+        enemies=e.replace(holdoff=jnp.where((jnp.arange(NUM_SLOTS) == shooter) & fires,
+                                            p["holdoff"], holdoff)))
+
+    # 8. Collisions: player shots vs enemies, then vs enemy shots.
+    s, pts, killed, split = _shot_hits(s, jnp.full(NUM_SHOTS, True) & playing, p, r, split)
+    points += pts
+    met = _shot_vs_shot(s, p)
+    s = s.replace(shot_depth=jnp.where(playing, met.shot_depth, s.shot_depth),
+                  eshot_pos=jnp.where(playing, met.eshot_pos, s.eshot_pos))
+    s = s.replace(enemies=_apply_splits(s.enemies, split & playing, p, s.is_open))
+
+    # 9. Explosions, score, bonus lives.
+    explosion = jnp.maximum(s.explosion - 1, 0)
+    explosion = jnp.where(killed | killed_new | jnp.any(split),
+                          jnp.maximum(explosion, EXPLOSION_TICKS_ENEMY), explosion)
+    dies = alive & (kill_state != 0)
+    explosion = jnp.where(dies, jnp.where(kill_state == PLAYER_STATE_GRABBED,
+                                          EXPLOSION_TICKS_GRAB, EXPLOSION_TICKS_PLAYER),
+                          explosion)
+    new_score = old_score + points
+    s = s.replace(score=new_score % SCORE_MODULUS,
+                  lives=bonus_lives(old_score, new_score, s.lives), explosion=explosion,
+                  player_state=jnp.where(dies, kill_state, s.player_state))
+    return _analyse(s, p, r, old_alive=alive, gs=gs)
+
+
+def _analyse(s: GameState, p, r, old_alive, gs) -> GameState:
+    """End-of-tick work: death sequence, level end, zoom, and the non-play game states."""
+    playing, zooming = gs == GS_PLAYING, gs == GS_ZOOM
+    alive = s.player_state < 0x80
+    e = s.enemies
+    active = e.along > 0
+    no_shots = ~jnp.any(s.shot_depth > 0) & ~jnp.any(s.eshot_pos > 0)
+
+    # Zoom down the tube: advance, accelerate; a spike tip above the player kills.
+    zoom_alive = zooming & alive
+    along = jnp.where(zoom_alive, s.player_along + s.zoom_speed, s.player_along)
+    speed = jnp.where(zoom_alive, s.zoom_speed + p["zoom_accel"], s.zoom_speed)
+    depth = along >> 8
+    tip = take16(s.spikes, s.player_lane)
+    spiked = zoom_alive & (depth < FAR_END) & (tip > 0) & (tip < depth)
+    off_end = zoom_alive & ~spiked & (depth >= FAR_END)
+    s = s.replace(player_along=jnp.where(off_end, 0xFF * ONE, along), zoom_speed=speed,
+                  player_state=jnp.where(spiked, PLAYER_STATE_KILLED, s.player_state),
+                  explosion=jnp.where(spiked, EXPLOSION_TICKS_PLAYER, s.explosion),
+                  shot_depth=jnp.where(spiked, 0, s.shot_depth))
+    alive = s.player_state < 0x80
+
+    # Death sequence (in play or zoom): wait for shots and explosions, then slide.
+    dead = (playing | zooming) & ~alive
+    quiet = dead & no_shots & (s.explosion == 0)
+    start_slide = quiet & (s.slide < 0)
+    slide_len = jnp.where(s.lives > 1, DEATH_SLIDE_TICKS, LAST_LIFE_PULLBACK_TICKS)
+    slide = jnp.where(start_slide, slide_len, s.slide)
+    sliding = quiet & (slide > 0)
+    # Enemies sink to the far end and wait there: all of them go back to the pending queue
+    # at 0x06 (the game keeps their count; here they stay in their slots until then).
+    pushed = jnp.minimum(e.along + DEATH_SLIDE_STEP * ONE, FAR_END * ONE)
+    e = e.replace(along=jnp.where(sliding & active, pushed, e.along))
+    sink = sliding & (s.lives > 1)
+    s = s.replace(enemies=e, slide=jnp.where(sliding, slide - 1, slide),
+                  player_along=jnp.where(sink, jnp.minimum(s.player_along
+                                                           + DEATH_SLIDE_STEP * ONE,
+                                                           0xFF * ONE), s.player_along))
+    to_death = quiet & (slide == 0)
+
+    # Level end: nothing pending, no explosions, every enemy on the rim (or none).
+    e = s.enemies
+    active = e.along > 0
+    clear = (playing & alive & (pending_count(s) == 0) & (s.explosion == 0)
+             & ~jnp.any(active & ((e.along >> 8) >= 0x11)))
+    avoid_spikes = clear & jnp.any(s.spikes > 0) & (s.level <= AVOID_SPIKES_LAST_LEVEL0)
+
+    # Next-state logic for the non-play states.
+    countdown = s.countdown
+    delay_over = (gs == GS_DELAY) & (countdown == 0)
+    countdown = jnp.where((gs == GS_DELAY) & (countdown > 0), countdown - 1, countdown)
+    lives_after = s.lives - 1
+    death_state = gs == GS_DEATH
+    carried = jnp.minimum(pending_count(s) + jnp.sum(active), 63)
+    new_level = jnp.where(gs == GS_NEW_GAME, s.start_level, jnp.minimum(s.level + 1, 98))
+    lanes = r[:NUM_PENDING] & 15
+
+    next_gs = jnp.select(
+        [to_death, avoid_spikes, clear, off_end,
+         death_state & (lives_after > 0), death_state,
+         delay_over, gs == GS_LEVEL_STARTUP, gs == GS_DELAY_THEN_PLAY,
+         gs == GS_ZOOM_OFF_END, (gs == GS_ZOOM_ONTO_NEW) & (s.zoom_in_left <= 1),
+         gs == GS_GAME_OVER, gs == GS_NEW_GAME],
+        [GS_DEATH, GS_DELAY, GS_ZOOM, GS_ZOOM_OFF_END,
+         GS_DELAY, GS_GAME_OVER,
+         s.next_state, GS_DELAY_THEN_PLAY, GS_DELAY,
+         GS_ZOOM_ONTO_NEW, GS_PLAYING,
+         GS_NEW_GAME, GS_LEVEL_STARTUP], gs)
+    next_state = jnp.select(
+        [avoid_spikes, death_state, gs == GS_DELAY_THEN_PLAY],
+        [GS_ZOOM, GS_LEVEL_STARTUP, GS_PLAYING], s.next_state)
+    countdown = jnp.select(
+        [avoid_spikes, death_state, gs == GS_DELAY_THEN_PLAY],
+        [AVOID_SPIKES_TICKS, 0, START_DELAY_TICKS], countdown)
+
+    clear_shots = to_death | clear
+    s = s.replace(
+        gamestate=next_gs, next_state=next_state, countdown=countdown,
+        shot_depth=jnp.where(clear_shots, 0, s.shot_depth),
+        eshot_pos=jnp.where(clear_shots, 0, s.eshot_pos),
+        zap_timer=jnp.where(clear, ZAP_DISABLED, s.zap_timer),
+        zoom_speed=jnp.where(clear, ZOOM_START_SPEED, s.zoom_speed),
+        player_along=jnp.where(clear, RIM * ONE, s.player_along),
+        slide=jnp.where(to_death, -1, s.slide))
+
+    # 0x06: lose a life; the enemies still alive go back to the pending queue.
+    vid, seg = pending_queue(carried, lanes)
+    s = s.replace(
+        lives=jnp.where(death_state, lives_after, s.lives),
+        pending_vid=jnp.where(death_state, vid, s.pending_vid),
+        pending_seg=jnp.where(death_state, seg, s.pending_seg),
+        enemies=jax.tree.map(lambda a, b: jnp.where(death_state, a, b), empty_enemies(),
+                             s.enemies),
+        eshot_pos=jnp.where(death_state, 0, s.eshot_pos),
+        shot_depth=jnp.where(death_state, 0, s.shot_depth),
+        game_mode=jnp.where(death_state & (lives_after <= 0), 0,
+                            jnp.where(gs == GS_NEW_GAME, GAME_MODE_REAL, s.game_mode)))
+
+    # 0x02: a life begins: player on the rim at 0xF0; the pulse clock restarts.
+    startup = gs == GS_LEVEL_STARTUP
+    s = s.replace(
+        position=jnp.where(startup, PLAYER_START_POSITION, s.position),
+        player_lane=jnp.where(startup, PLAYER_START_POSITION >> 4, s.player_lane),
+        player_state=jnp.where(startup, 0x0F, s.player_state),
+        player_along=jnp.where(startup | (gs == GS_ZOOM_ONTO_NEW), RIM * ONE, s.player_along),
+        pulse_clock=jnp.where(startup & (s.pulse_inc != 0), -1, s.pulse_clock),
+        pulse_inc=jnp.where(startup & (s.pulse_inc != 0), p["pulse_inc"], s.pulse_inc),
+        zoom_in_left=jnp.where(gs == GS_ZOOM_ONTO_NEW, s.zoom_in_left - 1, s.zoom_in_left))
+
+    # 0x0E (next level) and 0x00 (new game): initialise the level.
+    init = (gs == GS_ZOOM_OFF_END) | (gs == GS_NEW_GAME)
+    leveled = _level_init(s, new_level, lanes)
+    shape = jnp.asarray(shapes.SHAPE_OF_SLOT)[leveled.level % 16]
+    leveled = leveled.replace(zoom_in_left=jnp.asarray(shapes.ZOOM_IN_TICKS)[shape])
+    new_game_fields = dict(score=_i32(0), lives=_i32(START_LIVES), position=_i32(0),
+                           player_lane=_i32(0), player_state=_i32(0))
+    fresh = leveled.replace(**{k: jnp.where(gs == GS_NEW_GAME, v, getattr(leveled, k))
+                               for k, v in new_game_fields.items()})
+    return jax.tree.map(lambda a, b: jnp.where(init, a, b), fresh, s)
