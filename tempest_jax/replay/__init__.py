@@ -1,0 +1,20 @@
+"""Prioritized n-step replay (DESIGN.md §2 "Replay").
+
+- `sumtree.SumTree`: float64 sum tree, batched updates, stratified sampling.
+- `nstep.NStepAccumulator`: n-step transitions formed at insert time for many streams at once.
+- `buffer.ReplayBuffer`: the observation ring, priorities, sampling, pre-death boost.
+- `prefetch.Prefetcher`: a background sampler for the learner thread.
+- `limiter.ReplayRatioLimiter`: samples per inserted transition held near a target.
+- `snapshot`: save/load of the whole buffer.
+"""
+
+from tempest_jax.replay.buffer import Batch, ReplayBuffer, anneal_beta
+from tempest_jax.replay.limiter import ReplayRatioLimiter
+from tempest_jax.replay.nstep import Emission, NStepAccumulator, scaled_reward
+from tempest_jax.replay.prefetch import Prefetcher
+from tempest_jax.replay.snapshot import ReplaySnapshotError, load_snapshot, save_snapshot
+from tempest_jax.replay.sumtree import SumTree
+
+__all__ = ["Batch", "Emission", "NStepAccumulator", "Prefetcher", "ReplayBuffer",
+           "ReplayRatioLimiter", "ReplaySnapshotError", "SumTree", "anneal_beta",
+           "load_snapshot", "save_snapshot", "scaled_reward"]
