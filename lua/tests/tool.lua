@@ -1,0 +1,142 @@
+-- Command-line access to the Lua side for the Python tests (tests/test_lua*.py):
+--   lua lua/tests/tool.lua contract               JSON dump of features.lua and ram_map.lua
+--   lua lua/tests/tool.lua parse_replies          hex replies on stdin (one a line) -> JSON
+--   lua lua/tests/tool.lua example_frame          hex wire bytes of protocol.md's worked example
+--   lua lua/tests/tool.lua extract_stream IN OUT  RAM-image records -> encoded frames
+--
+-- extract_stream records (big-endian): uint8 flags (bit 0: start over with a fresh carried
+-- state, as a new connection does), the client fields uint8 cmd_fire, uint8 cmd_zap, int8
+-- cmd_spinner, uint16 frame, then ram_map.RAM_SIZE RAM bytes. Output per record: the 821 wire
+-- bytes (save_signal 0), the uint8 expert joint action and the uint16 count of clamped values.
+
+local tests_dir = debug.getinfo(1, "S").source:match("^@(.*)[/\\]") or "."
+package.path = tests_dir .. "/?.lua;" .. tests_dir .. "/../?.lua;" .. package.path
+
+local features = require("features")
+local ram_map = require("ram_map")
+local protocol = require("protocol")
+local extract = require("extract")
+
+local function json(v)
+  local t = type(v)
+  if t == "table" then
+    if #v > 0 or next(v) == nil then
+      local parts = {}
+      for i = 1, #v do parts[i] = json(v[i]) end
+      return "[" .. table.concat(parts, ",") .. "]"
+    end
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+    table.sort(keys)
+    local parts = {}
+    for _, k in ipairs(keys) do
+      local value = v[k]
+      if value == nil then value = v[tonumber(k)] end
+      parts[#parts + 1] = string.format("%q:%s", k, json(value))
+    end
+    return "{" .. table.concat(parts, ",") .. "}"
+  elseif t == "number" then
+    if math.type(v) == "integer" then return string.format("%d", v) end
+    return string.format("%.17g", v)
+  elseif t == "boolean" then
+    return tostring(v)
+  end
+  return string.format("%q", v)
+end
+
+local commands = {}
+
+function commands.contract()
+  local fields = {}
+  for _, f in ipairs(features.FIELDS) do fields[#fields + 1] = {f.name, f.start, f.size} end
+  local joints = {}
+  for joint = 0, features.NUM_ACTIONS - 1 do
+    local fire, zap, sp = features.decode_joint(joint)
+    joints[#joints + 1] = {fire, zap, sp, features.joint_index(fire, zap, sp)}
+  end
+  -- relative_lane and expert_joint_action over every lane pair, both tube kinds
+  local rel, expert = {}, {}
+  for _, is_open in ipairs({false, true}) do
+    for player = 0, 15 do
+      for target = -1, 15 do
+        if target >= 0 then
+          rel[#rel + 1] = {player, target, is_open, features.relative_lane(player, target, is_open)}
+        end
+        for fz = 0, 3 do
+          expert[#expert + 1] = {target, player, is_open, fz >> 1, fz & 1,
+            features.expert_joint_action(target, player, is_open, fz >> 1, fz & 1)}
+        end
+      end
+    end
+  end
+  local ram = {}
+  for name, value in pairs(ram_map) do ram[name] = value end
+  local constants = {}
+  for name, value in pairs(features) do
+    if type(value) == "number" then constants[name] = value end
+  end
+  print(json({fields = fields, spinner_levels = features.SPINNER_LEVELS, joints = joints,
+              relative_lane = rel, expert_joint_action = expert, ram_map = ram,
+              constants = constants, enemy_info_names = features.ENEMY_INFO_NAMES}))
+end
+
+function commands.parse_replies()
+  local out = {}
+  for line in io.lines() do
+    local bytes = line:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end)
+    local reply = assert(protocol.parse_reply(bytes))
+    out[#out + 1] = {reply.fire, reply.zap, reply.spinner, reply.start_advanced,
+                     reply.start_level_min}
+  end
+  print(json(out))
+end
+
+-- The worked example of reference/protocol.md §8 (its second frame, with that example's client
+-- fields).
+function commands.example_frame()
+  local scenes = require("scenes")
+  local before, now = scenes.worked_example()
+  local ex = extract.new()
+  ex:process(before:image())
+  local example_client = {frame = 1234, save_signal = 0, cmd_fire = 1, cmd_zap = 0,
+                          cmd_spinner = -12}
+  local function hex(bytes)
+    return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+  end
+  print(hex((protocol.encode_frame(ex:process(now:image()), example_client))))
+end
+
+local RECORD_HEADER = ">BBBbI2"
+
+function commands.extract_stream(in_path, out_path)
+  local input = assert(io.open(in_path, "rb"))
+  local output = assert(io.open(out_path, "wb"))
+  local header_size = string.packsize(RECORD_HEADER)
+  local record_size = header_size + ram_map.RAM_SIZE
+  local ex = extract.new()
+  local client = {save_signal = 0}
+  local index = 0
+  while true do
+    local record = input:read(record_size)
+    if not record then break end
+    assert(#record == record_size, "truncated record " .. index)
+    local flags
+    flags, client.cmd_fire, client.cmd_zap, client.cmd_spinner, client.frame =
+      string.unpack(RECORD_HEADER, record)
+    if flags & 1 == 1 then ex:reset() end
+    local frame = ex:process(record:sub(header_size + 1))
+    local bytes, violations = protocol.encode_frame(frame, client)
+    output:write(bytes, string.pack(">BI2", frame.expert_joint, violations))
+    index = index + 1
+  end
+  input:close()
+  output:close()
+end
+
+local command = commands[arg[1]]
+if not command then
+  io.stderr:write("usage: tool.lua contract | parse_replies | example_frame | extract_stream "
+                  .. "IN OUT\n")
+  os.exit(2)
+end
+command(table.unpack(arg, 2))
