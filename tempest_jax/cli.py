@@ -17,8 +17,13 @@ from tempest_jax.config import DEFAULT_PRESET, Config, ConfigError, load_config
 
 # name -> (module, one-line help). Add a command here only once it works.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("tempest_jax.commands.train_cmd", "train on the simulator or serve MAME clients"),
+    "sim-client": ("tempest_jax.commands.sim_client_cmd",
+                   "simulated MAME clients playing against a running server"),
     "config": ("tempest_jax.commands.config_cmd", "show the resolved configuration"),
     "bench": ("tempest_jax.bench", "measure throughput and latency (see DESIGN.md §4)"),
+    "sim": ("tempest_jax.commands.sim_cmd", "play the embedded simulator (expert or random)"),
+    "mame": ("tempest_jax.commands.mame_cmd", "launch headless MAME clients for the server"),
 }
 
 

@@ -56,6 +56,7 @@ class EnvConfig(_Section):
     num_games: int = _opt(256, lo=1, hi=1 << 20, doc="parallel simulator games in-process")
     start_level: int = _opt(1, lo=1, hi=99, doc="1-based level simulator games start on")
     seed: int = _opt(0, lo=0, doc="simulator seed")
+    rollout_steps: int = _opt(16, lo=1, hi=4096, doc="simulator ticks per jitted act+step call")
 
 
 @dataclass(frozen=True)

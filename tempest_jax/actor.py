@@ -1,0 +1,154 @@
+"""Action selection for a batch of frames: expert ratio, ε-greedy, superzapper gate.
+
+One pure function, `select_actions`, decides for every row (reference/actions.md §3, with our
+fixes): with probability `expert_ratio` the expert's advice is executed exactly (and stored as
+such); otherwise the network acts, taking a random action with probability ε, and a network
+zap that the expert did not advise is cleared with the zap-gate probability. Both probabilities
+come from the schedules of the global frame count (zoom: ε × 0.2, ratio × 2) unless an operator
+override is set. The same function runs inside the simulator's jitted rollout and behind the
+server's batched inference, so the two sources act identically.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tempest_jax import features as F
+from tempest_jax import schedules
+from tempest_jax.config import ScheduleConfig
+from tempest_jax.learner import Learner, expected_q
+from tempest_jax.protocol import FrameBatch
+from tempest_jax.server import PolicyOutput
+
+SPINNER_ZERO_INDEX = F.SPINNER_INDEX_OF_LEVEL[0]
+
+
+class Overrides(NamedTuple):
+    """Operator settings, passed as arrays so changing them never recompiles."""
+
+    epsilon: Any = -1.0       # < 0: follow the schedule
+    expert_ratio: Any = -1.0  # < 0: follow the schedule
+    pulse: Any = False        # a manual pulse is running: ε is at least `eps_pulse`
+
+    def as_arrays(self) -> Overrides:
+        return Overrides(np.float32(self.epsilon), np.float32(self.expert_ratio),
+                         np.bool_(self.pulse))
+
+
+def select_actions(key: jax.Array, greedy: jax.Array, expert_joint: jax.Array,
+                   expert_zap: jax.Array, gamestate: jax.Array, frames: jax.Array,
+                   overrides: Overrides, cfg: ScheduleConfig) -> tuple[jax.Array, jax.Array]:
+    """(joint actions, is_expert) for one batch; every argument but `key`, `frames`,
+    `overrides` and `cfg` has one row per frame."""
+    chex.assert_equal_shape([greedy, expert_joint, expert_zap, gamestate])
+    n = greedy.shape[0]
+    zoom = gamestate == F.GAMESTATE_ZOOM
+    # Float32 frame counts lose integer precision past 16M frames; schedules do not need it,
+    # and the pulse is decided on the host from exact counts.
+    frames = jnp.asarray(frames, jnp.float32)
+    pulse_until = jnp.where(overrides.pulse, jnp.inf, 0.0)
+    ratio = jnp.where(overrides.expert_ratio >= 0, overrides.expert_ratio,
+                      schedules.expert_ratio(frames, cfg, zoom=zoom))
+    eps = jnp.where(overrides.epsilon >= 0, overrides.epsilon,
+                    schedules.epsilon(frames, cfg, zoom=zoom, pulse_until=pulse_until))
+    k_expert, k_explore, k_fire, k_zap, k_spin, k_gate = jax.random.split(key, 6)
+    use_expert = jax.random.uniform(k_expert, (n,)) < ratio
+    explore = jax.random.uniform(k_explore, (n,)) < eps
+    random_joint = F.joint_index(
+        jax.random.bernoulli(k_fire, 0.5, (n,)).astype(jnp.int32),
+        jax.random.bernoulli(k_zap, cfg.eps_zap_prob, (n,)).astype(jnp.int32),
+        jax.random.randint(k_spin, (n,), 0, F.NUM_SPINNER))
+    network = jnp.where(explore, random_joint, greedy).astype(jnp.int32)
+    fire, zap, spinner = F.decode_joint(network)
+    gate_closed = jax.random.uniform(k_gate, (n,)) < schedules.zap_gate(frames, cfg)
+    zap = jnp.where((zap == 1) & (expert_zap == 0) & gate_closed, 0, zap)
+    network = F.joint_index(fire, zap, spinner)
+    joint = jnp.where(use_expert, expert_joint, network).astype(jnp.int32)
+    return joint, use_expert
+
+
+def expert_joint_from_header(target, player_seg, is_open, fire, zap, xp=np):
+    """The executed-and-stored joint action of the expert advice in frame headers."""
+    return F.expert_joint_action(target, player_seg, is_open != 0, fire, zap, xp=xp)
+
+
+class ParamStore:
+    """The parameters inference uses. The learner publishes a new immutable pytree; readers
+    take a reference, so a forward pass never sees torn weights."""
+
+    def __init__(self, params: Any):
+        self._params = params
+        self._version = 0
+        self._lock = threading.Lock()
+
+    def publish(self, params: Any) -> None:
+        with self._lock:
+            self._params = params
+            self._version += 1
+
+    def get(self) -> tuple[Any, int]:
+        with self._lock:
+            return self._params, self._version
+
+
+def make_act_fn(learner: Learner, cfg: ScheduleConfig):
+    """A jitted, device-parallel act(params, key, obs, expert_joint, expert_zap, gamestate,
+    frames, overrides) -> (joint, is_expert) over a batch whose size is a multiple of the
+    learner's device count."""
+
+    def act(params, key, obs, expert_joint, expert_zap, gamestate, frames, overrides):
+        q = expected_q(learner.network.apply(params, obs.astype(jnp.float32)),
+                       jnp.asarray(learner.support))
+        greedy = jnp.argmax(q, axis=-1).astype(jnp.int32)
+        return select_actions(key, greedy, expert_joint, expert_zap, gamestate, frames,
+                              overrides, cfg)
+
+    rows, replicated = learner.rows, learner.replicated
+    return jax.jit(act, in_shardings=(replicated, replicated, rows, rows, rows, rows,
+                                      replicated, replicated),
+                   out_shardings=(rows, rows))
+
+
+def bucket_size(n: int, multiple: int) -> int:
+    """Padded batch size: the next power of two ≥ n (≥ 8), rounded up to `multiple`, so a
+    server sees a handful of compiled shapes whatever its client count."""
+    size = max(8, 1 << (max(n, 1) - 1).bit_length())
+    return -(-size // multiple) * multiple
+
+
+class ServerPolicy:
+    """The server's policy: batched, jitted, device-parallel inference with the schedules
+    driven by the global frame count (every frame served counts)."""
+
+    def __init__(self, learner: Learner, params: ParamStore, cfg: ScheduleConfig,
+                 seed: int = 0, frames: int = 0):
+        self.learner = learner
+        self.params = params
+        self.cfg = cfg
+        self.frames = frames
+        self.overrides = Overrides()
+        self._act = make_act_fn(learner, cfg)
+        self._key = jax.random.key(seed)
+
+    def __call__(self, client_ids: np.ndarray, batch: FrameBatch) -> PolicyOutput:
+        n = len(batch)
+        size = bucket_size(n, self.learner.num_devices)
+        expert = expert_joint_from_header(batch.expert_target, batch.player_seg, batch.is_open,
+                                          batch.expert_fire, batch.expert_zap)
+        pad = ((0, size - n),)
+        obs = np.pad(batch.state, (*pad, (0, 0)))
+        self._key, key = jax.random.split(self._key)
+        params, _ = self.params.get()
+        joint, is_expert = self._act(
+            params, key, obs, np.pad(expert.astype(np.int32), pad),
+            np.pad(batch.expert_zap.astype(np.int32), pad),
+            np.pad(batch.gamestate.astype(np.int32), pad), np.float32(self.frames),
+            self.overrides.as_arrays())
+        self.frames += n
+        return PolicyOutput(joint=np.asarray(joint)[:n], is_expert=np.asarray(is_expert)[:n])

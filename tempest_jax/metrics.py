@@ -1,0 +1,164 @@
+"""Run bookkeeping: the run directory, episode statistics, frame windows, the metrics file and
+the terminal row.
+
+Everything here runs on the host in numpy. Episode statistics are vectorised over streams (one
+stream per simulator game or per connected client): one episode is one life, ended by a done
+frame; a stream that disconnects or is interrupted drops its partial episode.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tempest_jax.config import Config
+
+WINDOWS = (("100k", 100_000), ("1m", 1_000_000), ("5m", 5_000_000))
+EPISODE_HISTORY = 100_000
+
+
+class RunDir:
+    """`runs/NAME/` with the resolved config, a metrics JSONL file and checkpoints."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.checkpoints = path / "checkpoints"
+        self.metrics_file = path / "metrics.jsonl"
+        self.config_file = path / "config.toml"
+
+    @classmethod
+    def create(cls, cfg: Config) -> RunDir:
+        name = cfg.run.name or time.strftime("%Y%m%d-%H%M%S")
+        path = Path(cfg.run.dir) / name
+        if path.exists() and any(path.iterdir()):
+            raise FileExistsError(f"run directory {path} already exists and is not empty; "
+                                  "use --resume to continue it or pick another run.name")
+        path.mkdir(parents=True, exist_ok=True)
+        run = cls(path)
+        run.checkpoints.mkdir(exist_ok=True)
+        run.config_file.write_text(cfg.to_toml())
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        run = cls(Path(path))
+        if not run.config_file.is_file():
+            raise FileNotFoundError(f"{path} is not a run directory (no config.toml)")
+        return run
+
+
+@dataclass
+class EpisodeStats:
+    """Per-stream running sums, turned into episode records on done frames."""
+
+    num_streams: int
+    reward: np.ndarray = field(init=False)
+    length: np.ndarray = field(init=False)
+    expert_steps: np.ndarray = field(init=False)
+    ended: collections.deque = field(init=False)
+
+    def __post_init__(self):
+        self.reward = np.zeros(self.num_streams, np.float64)
+        self.length = np.zeros(self.num_streams, np.int64)
+        self.expert_steps = np.zeros(self.num_streams, np.int64)
+        self.ended = collections.deque(maxlen=EPISODE_HISTORY)
+
+    def grow(self, num_streams: int) -> None:
+        if num_streams > self.num_streams:
+            extra = num_streams - self.num_streams
+            self.reward = np.concatenate([self.reward, np.zeros(extra)])
+            self.length = np.concatenate([self.length, np.zeros(extra, np.int64)])
+            self.expert_steps = np.concatenate([self.expert_steps, np.zeros(extra, np.int64)])
+            self.num_streams = num_streams
+
+    def add(self, streams: np.ndarray, reward: np.ndarray, is_expert: np.ndarray,
+            done: np.ndarray, score: np.ndarray, level: np.ndarray, frame_count: int) -> None:
+        """One frame for each of `streams` (unique), with its scaled reward."""
+        np.add.at(self.reward, streams, reward)
+        np.add.at(self.length, streams, 1)
+        np.add.at(self.expert_steps, streams, is_expert.astype(np.int64))
+        finished = streams[done]
+        for i, s in enumerate(finished):
+            row = np.flatnonzero(done)[i]
+            self.ended.append((frame_count, float(self.reward[s]), int(self.length[s]),
+                               int(score[row]), int(level[row]),
+                               float(self.expert_steps[s] / max(self.length[s], 1))))
+        self.reset(finished)
+
+    def reset(self, streams: np.ndarray) -> None:
+        self.reward[streams] = 0.0
+        self.length[streams] = 0
+        self.expert_steps[streams] = 0
+
+    def summary(self, frame_count: int) -> dict:
+        """Means over the episodes that ended within each frame window."""
+        out = {"episodes": len(self.ended)}
+        if not self.ended:
+            return out
+        ended = np.asarray(self.ended, dtype=np.float64)
+        for name, width in WINDOWS:
+            recent = ended[ended[:, 0] > frame_count - width]
+            if len(recent):
+                out[f"reward_{name}"] = float(recent[:, 1].mean())
+        last = ended[-min(len(ended), 100):]
+        out.update(episode_reward=float(last[:, 1].mean()), episode_length=float(
+            last[:, 2].mean()), score=float(last[:, 3].mean()), level=float(last[:, 4].mean() + 1),
+            score_max=int(ended[:, 3].max()), level_max=int(ended[:, 4].max() + 1),
+            expert_share=float(last[:, 5].mean()))
+        return out
+
+
+class MetricsLog:
+    """Appends one JSON object per line; thread-safe; keeps the latest record in memory."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+        self.latest: dict = {}
+
+    def write(self, record: dict) -> None:
+        line = json.dumps(record, separators=(",", ":"), default=float)
+        with self._lock:
+            self.latest = record
+            with self.path.open("a") as f:
+                f.write(line + "\n")
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a metrics file; a torn last line (a killed run) is skipped."""
+    records = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+ROW_COLUMNS = (("frames", "frames", "{:>11,.0f}"), ("fps", "fps", "{:>7,.0f}"),
+               ("upd/s", "updates_per_s", "{:>6.1f}"), ("eps", "epsilon", "{:>5.3f}"),
+               ("expert", "expert_ratio", "{:>6.3f}"), ("rew100k", "reward_100k", "{:>8.2f}"),
+               ("rew1m", "reward_1m", "{:>7.2f}"), ("score", "score", "{:>8,.0f}"),
+               ("level", "level", "{:>5.1f}"), ("loss", "loss", "{:>7.3f}"),
+               ("clients", "clients", "{:>7.0f}"), ("inf_ms", "inference_ms", "{:>6.2f}"),
+               ("replay", "replay_size", "{:>10,.0f}"))
+
+
+def header_row() -> str:
+    widths = [len(fmt.format(0)) for _, _, fmt in ROW_COLUMNS]
+    return " ".join(title.rjust(w) for (title, _, _), w in zip(ROW_COLUMNS, widths))
+
+
+def format_row(record: dict) -> str:
+    cells = []
+    for _, key, fmt in ROW_COLUMNS:
+        value = record.get(key)
+        width = len(fmt.format(0))
+        cells.append(fmt.format(value) if isinstance(value, (int, float)) else "-".rjust(width))
+    return " ".join(cells)

@@ -1,0 +1,122 @@
+"""Action selection: expert ratio, ε-greedy, zap gate, zoom adjustments, batched inference."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tempest_jax import features as F
+from tempest_jax import protocol as P
+from tempest_jax.actor import (
+    Overrides,
+    ParamStore,
+    ServerPolicy,
+    bucket_size,
+    expert_joint_from_header,
+    select_actions,
+)
+from tempest_jax.bench.protocol_bench import random_wire_frames
+from tempest_jax.config import load_config
+
+CFG = load_config(None).schedule
+N = 4000
+
+
+@jax.jit
+def _select(key, greedy, expert, expert_zap, gamestate, frames, overrides):
+    return select_actions(key, greedy, expert, expert_zap, gamestate, frames, overrides, CFG)
+
+
+def run(greedy=0, expert=0, expert_zap=0, gamestate=F.GAMESTATE_PLAYING, frames=0,
+        overrides=None, seed=0):
+    overrides = overrides or Overrides()
+    full = lambda v: jnp.full((N,), v, jnp.int32)
+    joint, is_expert = _select(jax.random.key(seed), full(greedy), full(expert),
+                               full(expert_zap), full(gamestate), frames,
+                               overrides.as_arrays())
+    return np.asarray(joint), np.asarray(is_expert)
+
+
+def test_expert_rows_execute_the_expert_action():
+    joint, is_expert = run(greedy=3, expert=40, overrides=Overrides(expert_ratio=1.0))
+    assert is_expert.all() and (joint == 40).all()
+
+
+def test_greedy_when_no_exploration_and_no_expert():
+    joint, is_expert = run(greedy=25, expert=40, overrides=Overrides(0.0, 0.0))
+    assert not is_expert.any() and (joint == 25).all()
+
+
+def test_zap_gate_clears_unadvised_network_zaps_early_on():
+    zap_action = F.joint_index(1, 1, 4)
+    joint, _ = run(greedy=zap_action, overrides=Overrides(0.0, 0.0), frames=0)
+    assert (joint == F.joint_index(1, 0, 4)).all()  # gate fully closed at frame 0
+    joint, _ = run(greedy=zap_action, expert_zap=1, overrides=Overrides(0.0, 0.0))
+    assert (joint == zap_action).all()  # the expert advised a zap: kept
+    joint, _ = run(greedy=zap_action, overrides=Overrides(0.0, 0.0),
+                   frames=CFG.zap_gate_frames // 2)
+    assert 0.4 < np.mean(F.decode_joint(joint)[1]) < 0.6  # half open
+
+
+def test_random_actions_are_uniform_without_zap():
+    joint, _ = run(greedy=0, overrides=Overrides(1.0, 0.0))
+    fire, zap, spinner = F.decode_joint(joint)
+    assert zap.sum() == 0  # eps_zap_prob = 0
+    assert 0.45 < fire.mean() < 0.55
+    counts = np.bincount(spinner, minlength=F.NUM_SPINNER)
+    assert counts.min() > N / F.NUM_SPINNER * 0.75
+
+
+def test_schedule_and_zoom_adjustments():
+    _, is_expert = run(frames=0)
+    assert 0.45 < is_expert.mean() < 0.55  # expert ratio 0.5 at the start
+    _, is_expert = run(frames=0, gamestate=F.GAMESTATE_ZOOM)
+    assert is_expert.all()  # doubled in zoom
+    joint, _ = run(greedy=7, frames=10**9, overrides=Overrides(expert_ratio=0.0))
+    assert 0.98 < np.mean(joint == 7) <= 1.0  # ε at its floor of 0.01
+    joint, _ = run(greedy=7, frames=0, gamestate=F.GAMESTATE_ZOOM,
+                   overrides=Overrides(expert_ratio=0.0))
+    random_share = 1 - np.mean(joint == 7)
+    assert 0.12 < random_share < 0.22  # ε = 1.0 × 0.2 in zoom (minus random hits on 7)
+
+
+def test_pulse_raises_epsilon():
+    late = 10**8
+    joint, _ = run(greedy=7, frames=late, overrides=Overrides(expert_ratio=0.0, pulse=True))
+    assert 0.15 < 1 - np.mean(joint == 7) < 0.3
+    joint, _ = run(greedy=7, frames=late, overrides=Overrides(expert_ratio=0.0, pulse=False))
+    assert 1 - np.mean(joint == 7) < 0.02
+
+
+def test_bucket_sizes():
+    assert [bucket_size(n, 1) for n in (1, 8, 9, 16, 17, 100)] == [8, 8, 16, 16, 32, 128]
+    assert bucket_size(5, 3) == 9
+
+
+@pytest.fixture(scope="module")
+def smoke_learner():
+    from tempest_jax.learner import make_learner
+    cfg = load_config("smoke")
+    learner = make_learner(cfg)
+    return cfg, learner, learner.init(jax.random.key(0))
+
+
+def test_server_policy_acts_on_a_frame_batch(smoke_learner):
+    cfg, learner, state = smoke_learner
+    policy = ServerPolicy(learner, ParamStore(state.params), cfg.schedule)
+    batch = P.decode_wire(random_wire_frames(13))
+    policy.overrides = Overrides(epsilon=0.0, expert_ratio=0.0)
+    out = policy(np.arange(13), batch)
+    assert out.joint.shape == (13,) and not out.is_expert.any()
+    greedy = np.asarray(learner.greedy_actions(state.params, batch.state))
+    fire, zap, sp = F.decode_joint(greedy)
+    gated = F.joint_index(fire, np.where(batch.expert_zap == 0, 0, zap), sp)
+    np.testing.assert_array_equal(out.joint, gated)
+    policy.overrides = Overrides(expert_ratio=1.0)
+    out = policy(np.arange(13), batch)
+    expert = expert_joint_from_header(batch.expert_target, batch.player_seg, batch.is_open,
+                                      batch.expert_fire, batch.expert_zap)
+    np.testing.assert_array_equal(out.joint, expert)
+    assert policy.frames == 26
