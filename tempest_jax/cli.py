@@ -18,6 +18,8 @@ from tempest_jax.config import DEFAULT_PRESET, Config, ConfigError, load_config
 # name -> (module, one-line help). Add a command here only once it works.
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("tempest_jax.commands.train_cmd", "train on the simulator or serve MAME clients"),
+    "eval": ("tempest_jax.commands.eval_cmd",
+             "evaluate a checkpoint against the expert and a random policy"),
     "sim-client": ("tempest_jax.commands.sim_client_cmd",
                    "simulated MAME clients playing against a running server"),
     "config": ("tempest_jax.commands.config_cmd", "show the resolved configuration"),

@@ -32,18 +32,24 @@ class GameStats:
     ticks: jax.Array         # ticks played until game over (or now)
 
 
-def _actions(use_expert, frame, key):
-    """The expert's action, or a uniformly random joint action (policy is traced, so both
-    policies share one compiled scan)."""
-    uniform = jax.random.randint(key, frame.gamestate.shape, 0, F.NUM_ACTIONS, jnp.int32)
-    return jnp.where(use_expert, sim.expert_actions(frame), uniform)
+def expert_policy(params, frame, key):
+    """The expert's executed-and-stored joint action (`params` unused)."""
+    return sim.expert_actions(frame).astype(jnp.int32)
 
 
-@partial(jax.jit, static_argnums=(0,))
-def _run_chunk(ticks, use_expert, state, frame, stats, key):
+def random_policy(params, frame, key):
+    """A uniformly random joint action (`params` unused)."""
+    return jax.random.randint(key, frame.gamestate.shape, 0, F.NUM_ACTIONS, jnp.int32)
+
+
+NAMED_POLICIES = {"expert": expert_policy, "random": random_policy}
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _run_chunk(ticks, policy, params, state, frame, stats, key):
     def body(carry, key):
         state, frame, stats = carry
-        state, frame = sim._step(state, _actions(use_expert, frame, key))
+        state, frame = sim._step(state, policy(params, frame, key))
         live = ~stats.finished
         level1 = frame.level + 1
         died = live & (frame.done != 0)
@@ -62,12 +68,18 @@ def _run_chunk(ticks, use_expert, state, frame, stats, key):
     return state, frame, stats
 
 
-def play(policy: str, games: int, max_ticks: int = 100_000, seed: int = 0,
-         start_level: int = 1) -> dict[str, np.ndarray]:
+def play(policy, games: int, max_ticks: int = 100_000, seed: int = 0,
+         start_level: int = 1, params=None, progress=None) -> dict[str, np.ndarray]:
     """Per-game statistics (numpy arrays) of `games` games played by `policy`, for at most
-    `max_ticks` ticks (rounded up to whole chunks of CHUNK_TICKS)."""
-    if policy not in POLICIES:
-        raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    `max_ticks` ticks (rounded up to whole chunks of CHUNK_TICKS).
+
+    `policy` is "expert", "random", or a function policy(params, frame, key) -> int32[games]
+    joint actions (hashable: it is a static argument of the compiled rollout). `progress`, if
+    given, is called with (ticks played, games finished) after every chunk."""
+    if isinstance(policy, str):
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+        policy = NAMED_POLICIES[policy]
     key, reset_key = jax.random.split(jax.random.key(seed))
     state, frame = sim.reset(reset_key, games, start_level)
     zeros = jnp.zeros(games, jnp.int32)
@@ -77,9 +89,10 @@ def play(policy: str, games: int, max_ticks: int = 100_000, seed: int = 0,
     done_ticks = 0
     while done_ticks < max_ticks and not bool(jnp.all(stats.finished)):
         key, sub = jax.random.split(key)
-        state, frame, stats = _run_chunk(CHUNK_TICKS, jnp.asarray(policy == "expert"), state,
-                                         frame, stats, sub)
+        state, frame, stats = _run_chunk(CHUNK_TICKS, policy, params, state, frame, stats, sub)
         done_ticks += CHUNK_TICKS
+        if progress is not None:
+            progress(done_ticks, int(stats.finished.sum()))
     return {k: np.asarray(v) for k, v in vars(stats).items()}
 
 
@@ -89,6 +102,7 @@ def summary(stats: dict[str, np.ndarray]) -> dict[str, float]:
     total_deaths = max(int(deaths.sum()), 1)
     return {
         "games": int(stats["score"].shape[0]),
+        "max_score": int(stats["score"].max()),
         "finished": int(stats["finished"].sum()),
         "mean_score": float(stats["score"].mean()),
         "median_score": float(np.median(stats["score"])),
