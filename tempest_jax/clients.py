@@ -67,6 +67,21 @@ class ClientPool:
             sock.close()
 
 
+def _drain(socks, selector, pending, timeout: float = 5.0) -> None:
+    """Read the reply every client still waits for, so closing never resets a connection with
+    a reply in flight (the server would log that as a client that vanished)."""
+    waiting = len(socks)
+    deadline = time.monotonic() + timeout
+    while waiting and (left := deadline - time.monotonic()) > 0:
+        for key, _ in selector.select(left):
+            i = key.data
+            chunk = socks[i].recv(P.REPLY_SIZE - len(pending[i]))
+            pending[i] += chunk
+            if not chunk or len(pending[i]) == P.REPLY_SIZE:
+                selector.unregister(socks[i])
+                waiting -= 1
+
+
 def run_lockstep(address: tuple[str, int], frames: Sequence[bytes], clients: int,
                  seconds: float, warmup_s: float = 0.5) -> dict:
     """Each client replays `frames` (wire bytes, cycling, from its own offset) in lockstep for
@@ -108,6 +123,7 @@ def run_lockstep(address: tuple[str, int], frames: Sequence[bytes], clients: int
                     latencies.append(done - sent_at[i])
                     answered += 1
                 send(i)
+        _drain(socks, selector, pending)
     finally:
         selector.close()
         for sock in socks:

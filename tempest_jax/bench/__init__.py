@@ -15,6 +15,7 @@ from tempest_jax.bench.report import machine_info
 # name -> module with add_arguments(parser) and measure(args) -> (figures, settings, table).
 BENCHES: dict[str, str] = {
     "protocol": "tempest_jax.bench.protocol_bench",
+    "server": "tempest_jax.bench.server_bench",
     "sim": "tempest_jax.bench.sim_bench",
     "replay": "tempest_jax.bench.replay_bench",
     "learner": "tempest_jax.bench.learner_bench",

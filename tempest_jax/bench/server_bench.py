@@ -1,0 +1,100 @@
+"""Server frames/s and reply latency with lockstep clients, real inference, learning off and on.
+
+The server is the real training server (`train --env mame`: batched inference with the configured
+network, n-step accumulator, replay writer; with learning on, the learner thread too). Its
+clients run in a separate process and replay pre-recorded simulator frames in lockstep (each
+waits for its reply before sending the next), so they cost little CPU; on a 2-core machine they
+still share the cores with the server. Latency is measured by the clients: send to whole reply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import tempfile
+import threading
+import time
+
+import jax
+
+from tempest_jax import cli, sim
+from tempest_jax.bench.report import table
+from tempest_jax.clients import run_lockstep
+from tempest_jax.simclient import frame_wire_bytes
+
+RECORDED_TICKS = 400
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    cli.add_config_arguments(parser)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured time per point")
+    parser.add_argument("--learning", choices=("off", "on", "both"), default="both")
+
+
+def recorded_frames(games: int, ticks: int = RECORDED_TICKS, seed: int = 0) -> list[bytes]:
+    """Wire frames of `games` simulator games played by the expert, game-major."""
+    state, frame = sim.reset(jax.random.key(seed), games)
+    per_tick = []
+    for _ in range(ticks):
+        per_tick.append(frame_wire_bytes(frame))
+        state, frame = sim.step(state, sim.expert_actions(frame))
+    return [per_tick[t][g] for g in range(games) for t in range(ticks)]
+
+
+def _clients_process(address, frames, clients, seconds, out):
+    out.put(run_lockstep(tuple(address), frames, clients, seconds))
+
+
+def measure(args: argparse.Namespace):
+    from tempest_jax.metrics import RunDir
+    from tempest_jax.train import Trainer
+
+    frames = recorded_frames(max(args.clients))
+    phases = {"off": [False], "on": [True], "both": [False, True]}[args.learning]
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = cli.config_from_args(args).replace(
+            env={"source": "mame"}, server={"port": 0},
+            dashboard={"enabled": False},
+            run={"dir": tmp, "name": "bench", "log_interval_s": 3600.0,
+                 "checkpoint_interval_s": 3600.0},
+            replay={"capacity": 1_000_000, "min_size": 2_000})
+        trainer = Trainer(cfg, RunDir.create(cfg), install_signal_handlers=False)
+        trainer.training_enabled.clear()
+        thread = threading.Thread(target=trainer.run, daemon=True)
+        thread.start()
+        while trainer.server is None:
+            time.sleep(0.05)
+        ctx = multiprocessing.get_context("spawn")
+        rows, figures = [], {}
+        try:
+            for learning in phases:
+                if learning:
+                    trainer.training_enabled.set()
+                for clients in args.clients:
+                    updates_before = trainer.updates
+                    out = ctx.Queue()
+                    proc = ctx.Process(target=_clients_process, args=(
+                        trainer.server.address, frames, clients, args.seconds, out))
+                    proc.start()
+                    result = out.get(timeout=args.seconds + 300)
+                    proc.join()
+                    updates = trainer.updates - updates_before
+                    tag = f"c{clients}_learn_{'on' if learning else 'off'}"
+                    figures[f"frames_per_s_{tag}"] = result["frames_per_s"]
+                    figures[f"latency_ms_p50_{tag}"] = result["latency_ms_p50"]
+                    figures[f"latency_ms_p99_{tag}"] = result["latency_ms_p99"]
+                    rows.append((clients, "on" if learning else "off", result["frames_per_s"],
+                                 result["latency_ms_p50"], result["latency_ms_p99"], updates))
+        finally:
+            trainer.stop()
+            thread.join(timeout=120)
+    figures["frames_per_s"] = max(r[2] for r in rows)
+    best = max(rows, key=lambda r: r[2])
+    figures["latency_ms_p50"], figures["latency_ms_p99"] = best[3], best[4]
+    settings = {"clients": args.clients, "seconds": args.seconds, "learning": args.learning,
+                "network_params": trainer.param_count, "batch_wait_ms":
+                cfg.server.batch_wait_ms, "devices": len(jax.local_devices()),
+                "clients_share_cores_with_server": True}
+    text = table(rows, ("clients", "learning", "frames/s", "p50 ms", "p99 ms", "updates"))
+    return figures, settings, text + f"\n(network: {trainer.param_count:,} parameters)"
