@@ -208,3 +208,42 @@ def test_client_limit_refuses_extra_connections(server):
     assert lockstep(socks[7], FRAMES[:2]) == [expected_reply(p) for p in FRAMES[:2]]
     for s in [*socks, extra]:
         s.close()
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def test_flapping_clients_do_not_disturb_a_healthy_one_and_memory_stays_flat():
+    cfg = ServerConfig(port=0, max_clients=40, batch_wait_ms=0.2)
+    sink = RecordingSink()
+    srv = GameServer(cfg, expert_policy, sink)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    healthy = connect(srv)
+    sent = []
+    rss = []
+    try:
+        for round_ in range(12):
+            flappers = [connect(srv) for _ in range(32)]
+            for k, sock in enumerate(flappers):
+                lockstep(sock, FRAMES[k % 8: k % 8 + 1 + round_ % 3])
+            payloads = FRAMES[(round_ * 5) % 60:(round_ * 5) % 60 + 4]
+            assert lockstep(healthy, payloads) == [expected_reply(p) for p in payloads]
+            sent += payloads
+            for sock in flappers:
+                sock.close()
+            assert wait_for(lambda: srv.stats.clients_connected == 1)
+            rss.append(_rss_bytes())
+        healthy_frames = [r[0] for r in sink.frames[0]]
+        assert healthy_frames == [P.parse_payload(p).frame for p in sent]
+        assert sum(srv.stats.drops.values()) == 0
+        assert srv.stats.clients_total == 1 + 12 * 32
+        assert len(sink.disconnects) == 12 * 32
+        # After warm-up, repeated waves of 32 connections leave no growing residue.
+        assert rss[-1] - rss[3] < 4 << 20, [r >> 20 for r in rss]
+    finally:
+        healthy.close()
+        srv.stop()
+        thread.join(timeout=5)
