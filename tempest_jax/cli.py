@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("tempest_jax.commands.train_cmd", "train on the simulator or serve MAME clients"),
     "eval": ("tempest_jax.commands.eval_cmd",
              "evaluate a checkpoint against the expert and a random policy"),
+    "plot": ("tempest_jax.commands.plot_cmd", "plot learning curves of runs into a PNG"),
     "sim-client": ("tempest_jax.commands.sim_client_cmd",
                    "simulated MAME clients playing against a running server"),
     "config": ("tempest_jax.commands.config_cmd", "show the resolved configuration"),

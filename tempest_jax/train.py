@@ -409,6 +409,8 @@ class Trainer:
                           latency_ms_p99=server["latency_ms_p99"], drops=server["drops"],
                           backpressure_waits=self.server.sink.backpressure_waits)
         if final:
+            # A final record follows the last periodic one at once: its rates would be noise.
+            del record["fps"], record["updates_per_s"]
             record["final"] = True
         self.metrics.write(record)
         return record

@@ -44,3 +44,22 @@ def test_eval_plays_network_expert_and_random_on_the_same_games(sim_run, capsys)
                  "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["expert"] == results["expert"] and printed["network"] == results["network"]
+
+
+def test_plot_draws_the_runs_curves(sim_run, tmp_path):
+    import matplotlib.image
+
+    _, run_dir = sim_run
+    out = tmp_path / "curves.png"
+    assert main(["plot", str(run_dir.path), str(run_dir.path), "--out", str(out)]) == 0
+    pixels = matplotlib.image.imread(out)
+    assert pixels.shape[:2] == (800, 1200)
+    # Something was drawn: far from a blank canvas, with coloured (non-grey) curve pixels.
+    rgb = pixels[..., :3]
+    assert (rgb < 0.9).mean() > 0.02
+    assert (rgb.max(axis=-1) - rgb.min(axis=-1) > 0.3).sum() > 200
+
+
+def test_plot_rejects_a_directory_without_metrics(tmp_path):
+    with pytest.raises(SystemExit, match="not a run directory"):
+        main(["plot", str(tmp_path)])
