@@ -73,11 +73,6 @@ def select_actions(key: jax.Array, greedy: jax.Array, expert_joint: jax.Array,
     return joint, use_expert
 
 
-def expert_joint_from_header(target, player_seg, is_open, fire, zap, xp=np):
-    """The executed-and-stored joint action of the expert advice in frame headers."""
-    return F.expert_joint_action(target, player_seg, is_open != 0, fire, zap, xp=xp)
-
-
 class ParamStore:
     """The parameters inference uses. The learner publishes a new immutable pytree; readers
     take a reference, so a forward pass never sees torn weights."""
@@ -139,8 +134,8 @@ class ServerPolicy:
     def __call__(self, client_ids: np.ndarray, batch: FrameBatch) -> PolicyOutput:
         n = len(batch)
         size = bucket_size(n, self.learner.num_devices)
-        expert = expert_joint_from_header(batch.expert_target, batch.player_seg, batch.is_open,
-                                          batch.expert_fire, batch.expert_zap)
+        expert = F.expert_joint_action(batch.expert_target, batch.player_seg,
+                                       batch.is_open != 0, batch.expert_fire, batch.expert_zap)
         pad = ((0, size - n),)
         obs = np.pad(batch.state, (*pad, (0, 0)))
         self._key, key = jax.random.split(self._key)

@@ -83,9 +83,9 @@ class EpisodeStats:
         np.add.at(self.reward, streams, reward)
         np.add.at(self.length, streams, 1)
         np.add.at(self.expert_steps, streams, is_expert.astype(np.int64))
-        finished = streams[done]
-        for i, s in enumerate(finished):
-            row = np.flatnonzero(done)[i]
+        rows = np.flatnonzero(done)
+        finished = streams[rows]
+        for row, s in zip(rows, finished):
             self.ended.append((frame_count, float(self.reward[s]), int(self.length[s]),
                                int(score[row]), int(level[row]),
                                float(self.expert_steps[s] / max(self.length[s], 1))))

@@ -14,7 +14,6 @@ from tempest_jax.actor import (
     ParamStore,
     ServerPolicy,
     bucket_size,
-    expert_joint_from_header,
     select_actions,
 )
 from tempest_jax.bench.protocol_bench import random_wire_frames
@@ -116,7 +115,7 @@ def test_server_policy_acts_on_a_frame_batch(smoke_learner):
     np.testing.assert_array_equal(out.joint, gated)
     policy.overrides = Overrides(expert_ratio=1.0)
     out = policy(np.arange(13), batch)
-    expert = expert_joint_from_header(batch.expert_target, batch.player_seg, batch.is_open,
-                                      batch.expert_fire, batch.expert_zap)
+    expert = F.expert_joint_action(batch.expert_target, batch.player_seg, batch.is_open != 0,
+                                   batch.expert_fire, batch.expert_zap)
     np.testing.assert_array_equal(out.joint, expert)
     assert policy.frames == 26
