@@ -22,10 +22,12 @@ function connection.parse_address(text)
 end
 
 -- opts: host, port, open_socket(host, port) -> file | nil, err; clock() -> seconds (never runs
--- ahead of wall time); reply_timeout_s; backoff_min_s; backoff_max_s; log(message).
+-- ahead of wall time); reply_timeout_s; backoff_min_s; backoff_max_s; log(message); token (the
+-- server's shared secret, nil or "" for none; at most protocol.MAX_TOKEN_BYTES).
 function connection.new(opts)
   local self = setmetatable({}, connection)
   self.host, self.port = opts.host, opts.port
+  self.handshake = assert(protocol.handshake(opts.token))
   self.open_socket = opts.open_socket
   self.clock = opts.clock
   self.reply_timeout_s = opts.reply_timeout_s or 3.5
@@ -82,7 +84,7 @@ function connection:ensure()
     return false, false
   end
   self.file = file
-  local ok, why = self:write_all(protocol.HANDSHAKE, self.clock() + self.reply_timeout_s)
+  local ok, why = self:write_all(self.handshake, self.clock() + self.reply_timeout_s)
   if not ok then
     self:fail(why)
     return false, false

@@ -3,6 +3,7 @@
 --
 -- Environment:
 --   TEMPEST_SERVER           host:port of the server (default 127.0.0.1:9999)
+--   TEMPEST_TOKEN            the server's shared token, sent in the handshake (default: none)
 --   TEMPEST_REPLY_TIMEOUT_S  seconds to wait for a reply before reconnecting (default 3.5)
 --   TEMPEST_STOP_FILE        when this file appears, send a last frame and exit MAME
 --   TEMPEST_ANY_SYSTEM=1     run on a system other than Tempest (tests on the `arb` driver)
@@ -15,6 +16,7 @@ package.path = script_dir .. "/?.lua;" .. package.path
 
 local mame_api = require("mame_api")
 local connection = require("connection")
+local protocol = require("protocol")
 local client = require("client")
 
 local function log(message)
@@ -26,6 +28,12 @@ local function start()
                                                or connection.DEFAULT_ADDRESS)
   if not host then
     log("not started: TEMPEST_SERVER: " .. port)
+    return nil
+  end
+  local token = os.getenv("TEMPEST_TOKEN")
+  local _, token_err = protocol.handshake(token)
+  if token_err then
+    log("not started: TEMPEST_TOKEN: " .. token_err)
     return nil
   end
   local system = mame_api.machine().system.name
@@ -42,6 +50,7 @@ local function start()
   local clock = mame_api.clock_function()
   local conn = connection.new{
     host = host, port = port, open_socket = mame_api.open_socket, clock = clock, log = log,
+    token = token,
     reply_timeout_s = tonumber(os.getenv("TEMPEST_REPLY_TIMEOUT_S") or "") or 3.5,
   }
   local c = client.new{

@@ -1,4 +1,4 @@
--- Wire format (reference/protocol.md, tempest_jax/protocol.py): the 2-byte handshake, frames
+-- Wire format (reference/protocol.md, tempest_jax/protocol.py): the handshake, frames
 -- (uint16 BE length 819, 39-byte header ">HddBBBHIBBBhhBBBBB", 195 float32 BE) and the 5-byte
 -- reply "bbbBB". Serialization only; connection.lua moves the bytes.
 
@@ -13,9 +13,25 @@ protocol.PAYLOAD_SIZE = protocol.HEADER_SIZE + 4 * features.STATE_SIZE  -- 819
 protocol.FRAME_WIRE_SIZE = 2 + protocol.PAYLOAD_SIZE  -- 821
 protocol.REPLY_FORMAT = "bbbBB"
 protocol.REPLY_SIZE = string.packsize(protocol.REPLY_FORMAT)  -- 5
-protocol.HANDSHAKE = string.pack(">I2", 0)
+protocol.PLAIN_HANDSHAKE = 0  -- the reference's handshake: 00 00, nothing follows
+-- Our extension for a server that requires a token: 00 01, a uint16 BE token length n
+-- (1..MAX_TOKEN_BYTES), then the n token bytes.
+protocol.TOKEN_HANDSHAKE = 1
+protocol.MAX_TOKEN_BYTES = 256
+protocol.HANDSHAKE = string.pack(">I2", protocol.PLAIN_HANDSHAKE)
 protocol.START_LEVEL_MIN, protocol.START_LEVEL_MAX = 1, 81
 assert(protocol.HEADER_SIZE == 39 and protocol.REPLY_SIZE == 5)
+
+-- The bytes a client sends first: the plain handshake without a token (nil or ""), else the
+-- token handshake; nil and a reason when the token is too long.
+function protocol.handshake(token)
+  if token == nil or token == "" then return protocol.HANDSHAKE end
+  if #token > protocol.MAX_TOKEN_BYTES then
+    return nil, string.format("token is %d bytes; the handshake carries at most %d", #token,
+                              protocol.MAX_TOKEN_BYTES)
+  end
+  return string.pack(">I2s2", protocol.TOKEN_HANDSHAKE, token)
+end
 
 -- Values clamped into [-1, 1] (NaN -> 0) and how many needed it: the wire promises the range,
 -- and a bad value must cost a count, never the frame callback.

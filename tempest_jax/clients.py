@@ -8,6 +8,7 @@ next frame the moment its reply arrives, and measures the round trips (the serve
 
 from __future__ import annotations
 
+import os
 import selectors
 import socket
 import time
@@ -16,15 +17,19 @@ from collections.abc import Sequence
 import numpy as np
 
 from tempest_jax import protocol as P
+from tempest_jax.config import TOKEN_ENV
 
 
-def connect_clients(address: tuple[str, int], count: int, timeout: float = 10.0
-                    ) -> list[socket.socket]:
+def connect_clients(address: tuple[str, int], count: int, timeout: float = 10.0,
+                    token: str | None = None) -> list[socket.socket]:
+    """`count` connections that have sent the handshake, with `token` when one is given (None:
+    $TEMPEST_TOKEN, as lua/main.lua reads it)."""
+    handshake = P.client_handshake(os.environ.get(TOKEN_ENV, "") if token is None else token)
     socks = []
     for _ in range(count):
         sock = socket.create_connection(address, timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.sendall(P.encode_handshake())
+        sock.sendall(handshake)
         socks.append(sock)
     return socks
 
@@ -32,9 +37,10 @@ def connect_clients(address: tuple[str, int], count: int, timeout: float = 10.0
 class ClientPool:
     """`count` connected clients answered together."""
 
-    def __init__(self, address: tuple[str, int], count: int, timeout: float = 10.0):
+    def __init__(self, address: tuple[str, int], count: int, timeout: float = 10.0,
+                 token: str | None = None):
         self.timeout = timeout
-        self.socks = connect_clients(address, count, timeout)
+        self.socks = connect_clients(address, count, timeout, token)
         self._selector = selectors.DefaultSelector()
         for i, sock in enumerate(self.socks):
             sock.setblocking(False)

@@ -8,6 +8,7 @@ and out-of-range values raise `ConfigError` naming the key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import typing
@@ -17,6 +18,9 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PRESET = "sim"
+TOKEN_ENV = "TEMPEST_TOKEN"  # the game server's token, read by the server and our clients
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(ValueError):
@@ -27,6 +31,24 @@ def _opt(default=dataclasses.MISSING, *, factory=dataclasses.MISSING, lo=None, h
          choices=None, doc=""):
     return field(default=default, default_factory=factory,
                  metadata={"lo": lo, "hi": hi, "choices": choices, "doc": doc})
+
+
+def parse_networks(text: str, key: str) -> tuple[IPNetwork, ...]:
+    """`"10.0.0.0/8, 192.168.1.7"` → networks (an address is its /32 or /128)."""
+    entries = [entry.strip() for entry in text.split(",")]
+    if not any(entries):
+        raise ConfigError(f"{key} is empty: list the client networks to accept, e.g. "
+                          "192.168.1.0/24 (0.0.0.0/0 accepts any IPv4 client)")
+    networks = []
+    for entry in entries:
+        if not entry:
+            raise ConfigError(f"{key} = {text!r} has an empty entry (stray comma?)")
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ConfigError(f"{key}: {entry!r} is not a network or address (expected e.g. "
+                              "10.0.0.0/8, 192.168.1.7 or ::1)") from None
+    return tuple(networks)
 
 
 def machine_replay_capacity(bytes_per_transition: int = 450, memory_fraction: float = 0.4) -> int:
@@ -152,8 +174,26 @@ class ServerConfig(_Section):
     max_batch: int = _opt(128, lo=1, hi=65536)
     handshake_timeout_s: float = _opt(5.0, lo=0.01)
     stall_timeout_s: float = _opt(10.0, lo=0.01, doc="drop a client stuck mid-frame this long")
+    idle_timeout_s: float = _opt(600.0, lo=0.0, doc="drop a client silent this long after its "
+                                 "last reply or byte (0 = never; a paused MAME is silent)")
+    allow: str = _opt("127.0.0.0/8,::1", doc="comma-separated client networks accepted (CIDR "
+                      "or address); list yours when host is not loopback; 0.0.0.0/0 = any")
+    token: str = _opt("", doc=f"shared secret clients must send; empty: ${TOKEN_ENV}, and "
+                      "with neither set no token is asked")
     start_advanced: bool = _opt(True, doc="reply byte 3: start on the highest offered level")
     start_level_min: int = _opt(13, lo=1, hi=81, doc="reply byte 4: 1-based start level")
+
+    def __post_init__(self):
+        super().__post_init__()
+        parse_networks(self.allow, key=f"{self.SECTION}.allow")
+
+    def allowed_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.allow, key=f"{self.SECTION}.allow")
+
+    def resolved_token(self) -> str:
+        """server.token, else the TEMPEST_TOKEN environment variable (keeps the secret out of
+        command lines and of the config.toml saved in the run directory); "" = no token."""
+        return self.token or os.environ.get(TOKEN_ENV, "")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,11 @@ LENGTH_PREFIX_SIZE = 2
 FRAME_WIRE_SIZE = LENGTH_PREFIX_SIZE + PAYLOAD_SIZE  # 821
 REPLY_SIZE = 5
 HANDSHAKE_SIZE = 2
-PLAIN_HANDSHAKE = 0
+PLAIN_HANDSHAKE = 0  # the reference's handshake: `00 00`, nothing follows
+# Our extension: `00 01`, a uint16 BE token length n (1..MAX_TOKEN_BYTES), then n token bytes.
+# A reference client only ever sends the plain handshake, so it is unaffected.
+TOKEN_HANDSHAKE = 1
+MAX_TOKEN_BYTES = 256
 
 HEADER_FIELDS = ("num_values", "subj_reward", "obj_reward", "gamestate", "game_mode", "done",
                  "frame", "score", "save_signal", "cmd_fire", "cmd_zap", "cmd_spinner",
@@ -375,3 +379,43 @@ def parse_handshake(data: bytes | bytearray | memoryview) -> int:
         raise HandshakeError(f"handshake is {len(data)} bytes, expected {HANDSHAKE_SIZE}",
                              "handshake")
     return _LENGTH_STRUCT.unpack(bytes(data))[0]
+
+
+def token_bytes(token: str) -> bytes:
+    """A token as it travels: the bytes of the environment variable or config string."""
+    return token.encode("utf-8", "surrogateescape")
+
+
+def client_handshake(token: str = "") -> bytes:
+    """What a client sends first: the plain handshake without a token, else the token one."""
+    if not token:
+        return encode_handshake(PLAIN_HANDSHAKE)
+    raw = token_bytes(token)
+    if len(raw) > MAX_TOKEN_BYTES:
+        raise HandshakeError(f"token is {len(raw)} bytes; the handshake carries at most "
+                             f"{MAX_TOKEN_BYTES}", "token")
+    return encode_handshake(TOKEN_HANDSHAKE) + _LENGTH_STRUCT.pack(len(raw)) + raw
+
+
+def read_handshake(data: bytes | bytearray) -> tuple[int, bytes, int] | None:
+    """The handshake at the start of `data` as (value, token, bytes it took), with token b""
+    for the plain handshake; None while incomplete. Raises HandshakeError for an unknown value
+    or a token length outside 1..MAX_TOKEN_BYTES."""
+    if len(data) < HANDSHAKE_SIZE:
+        return None
+    value = parse_handshake(data[:HANDSHAKE_SIZE])
+    if value == PLAIN_HANDSHAKE:
+        return value, b"", HANDSHAKE_SIZE
+    if value != TOKEN_HANDSHAKE:
+        raise HandshakeError(f"unsupported handshake value {value} (expected {PLAIN_HANDSHAKE} "
+                             f"or {TOKEN_HANDSHAKE})", "handshake")
+    start = HANDSHAKE_SIZE + _LENGTH_STRUCT.size
+    if len(data) < start:
+        return None
+    (length,) = _LENGTH_STRUCT.unpack(bytes(data[HANDSHAKE_SIZE:start]))
+    if not 1 <= length <= MAX_TOKEN_BYTES:
+        raise HandshakeError(f"token length {length} outside 1..{MAX_TOKEN_BYTES}",
+                             "token length")
+    if len(data) < start + length:
+        return None
+    return value, bytes(data[start:start + length]), start + length

@@ -4,8 +4,14 @@ Per client it buffers bytes until whole frames are present (partial reads are ne
 disconnect), then batches the ready frames of all clients (first-ready, with a small wait budget
 for the others), decodes them in one numpy pass, asks the policy for actions in one call,
 answers each frame with its 5-byte reply and hands the decoded frames to a sink (the replay
-writer). A client that sends anything malformed, stalls mid-frame or vanishes is logged with its
-id and dropped; no other client is touched.
+writer). A client that sends anything malformed, stalls mid-frame, goes silent or vanishes is
+logged with its id and dropped; no other client is touched.
+
+Access control: a connection from outside server.allow, or beyond server.max_clients, is closed
+as soon as it is accepted; with a token configured (server.token or $TEMPEST_TOKEN) a client must
+send it in the handshake (protocol.TOKEN_HANDSHAKE) before anything of it is served. Refusals
+are counted in `stats.drops` by reason and logged at most once per few seconds per reason, so a
+connection flood can neither flood the log nor starve the clients being served.
 """
 
 from __future__ import annotations
@@ -13,7 +19,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import hashlib
+import hmac
+import ipaddress
 import logging
+import math
 import selectors
 import socket
 import threading
@@ -24,7 +34,7 @@ from typing import Protocol
 import numpy as np
 
 from tempest_jax import protocol as P
-from tempest_jax.config import ServerConfig
+from tempest_jax.config import TOKEN_ENV, ConfigError, ServerConfig
 from tempest_jax.features import JOINT_FIRE, JOINT_SPINNER, JOINT_ZAP
 
 log = logging.getLogger(__name__)
@@ -32,6 +42,12 @@ log = logging.getLogger(__name__)
 RECV_BYTES = 1 << 16
 SOCKET_BUFFER_BYTES = 1 << 16
 LATENCY_WINDOW = 20_000
+ACCEPTS_PER_TURN = 16  # connections taken per loop turn; the rest wait in the listen backlog
+REFUSAL_LOG_INTERVAL_S = 5.0
+# MAME sends one frame and waits for its reply. A client this far ahead of its replies, or
+# this far behind in reading them, breaks the protocol; dropping it bounds the memory it costs.
+MAX_QUEUED_FRAMES = 64
+MAX_UNREAD_REPLY_BYTES = 1 << 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +81,7 @@ class StartSettings:
 
 class _Client:
     __slots__ = ("address", "connected_at", "frames", "handshake", "handshaken", "id",
-                 "last_byte_at", "outbox", "ready", "ready_at", "sock", "splitter")
+                 "last_byte_at", "outbox", "ready", "ready_at", "replied_at", "sock", "splitter")
 
     def __init__(self, client_id: int, sock: socket.socket, address, now: float):
         self.id = client_id
@@ -79,7 +95,35 @@ class _Client:
         self.outbox = bytearray()
         self.connected_at = now
         self.last_byte_at = now
+        self.replied_at = now
         self.frames = 0
+
+
+class _RateLimitedLog:
+    """Warnings of one kind at most once per interval, with a count of those held back."""
+
+    def __init__(self, clock: Callable[[], float], interval_s: float):
+        self._clock = clock
+        self._interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._held: collections.Counter = collections.Counter()
+
+    def warning(self, kind: str, message: str, *args) -> None:
+        now = self._clock()
+        if now - self._last.get(kind, -math.inf) < self._interval_s:
+            self._held[kind] += 1
+            return
+        self._last[kind] = now
+        held = self._held.pop(kind, 0)
+        log.warning(message + (f" ({held} more like it since the last message)" if held else ""),
+                    *args)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 @dataclasses.dataclass
@@ -113,6 +157,19 @@ class GameServer:
         self.settings = StartSettings(int(cfg.start_advanced), cfg.start_level_min)
         self.stats = ServerStats()
         self._clock = clock
+        self._held_disconnects: list[int] | None = None  # set while a batch is answered
+        self._allowed = cfg.allowed_networks()
+        token = P.token_bytes(cfg.resolved_token())
+        if len(token) > P.MAX_TOKEN_BYTES:
+            raise ConfigError(f"the server token (server.token or ${TOKEN_ENV}) is {len(token)} "
+                              f"bytes; the handshake carries at most {P.MAX_TOKEN_BYTES}")
+        # Digests compared, so the comparison's time reveals neither the token nor its length.
+        self._token_digest = hashlib.sha256(token).digest() if token else None
+        self._refusals = _RateLimitedLog(clock, REFUSAL_LOG_INTERVAL_S)
+        if all(net.is_loopback for net in self._allowed) and not _is_loopback(cfg.host):
+            log.warning("server.host is %s but server.allow (%s) admits loopback clients only: "
+                        "list the clients' networks with --allow (server.allow)", cfg.host,
+                        cfg.allow)
         self._selector = selectors.DefaultSelector()
         self._clients: dict[int, _Client] = {}
         self._stop = threading.Event()
@@ -124,8 +181,12 @@ class GameServer:
             self._listener.close()
             raise OSError(e.errno, f"cannot listen on {cfg.host}:{cfg.port}: {e.strerror} "
                           "(set server.port to another port, or 0 for any free one)") from None
-        self._listener.listen(max(36, cfg.max_clients))
+        # Room for every client reconnecting at once (a full queue makes a new client wait
+        # out 1 s SYN retries); the kernel bounds it.
+        self._listener.listen(max(128, cfg.max_clients))
         self._listener.setblocking(False)
+        log.info("game server on %s:%d accepts clients from %s, %s", *self.address, cfg.allow,
+                 "with the token" if self._token_digest else "without a token")
         self._selector.register(self._listener, selectors.EVENT_READ, None)
 
     @property
@@ -156,14 +217,14 @@ class GameServer:
         """Wait up to `timeout` for I/O, gather a batch, answer it. Returns frames answered."""
         self._pump(timeout)
         if not self._any_ready():
-            self._expire_stalled()
+            self._expire_timeouts()
             return 0
         # Wait budget: give lockstep clients that are about to send a moment to join the batch.
         deadline = self._clock() + self.cfg.batch_wait_ms / 1000.0
         while not self._batch_full() and (left := deadline - self._clock()) > 0:
             self._pump(left)
         answered = self._answer_batch()
-        self._expire_stalled()
+        self._expire_timeouts()
         return answered
 
     def _pump(self, timeout: float) -> None:
@@ -180,14 +241,23 @@ class GameServer:
                 self._read(client)
 
     def _accept(self) -> None:
-        while True:
+        # A bounded number per turn: under a connection flood the clients already being served
+        # still get their turn; the listener stays readable and the rest follow on later turns.
+        for _ in range(ACCEPTS_PER_TURN):
             try:
                 sock, address = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            if len(self._clients) >= self.cfg.max_clients:
-                log.warning("refused %s: client limit %d reached", address, self.cfg.max_clients)
-                self.stats.drops["client limit"] += 1
+            except OSError as e:  # e.g. out of file descriptors: the served clients carry on
+                self.stats.drops["accept failed"] += 1
+                self._refusals.warning("accept failed", "accept failed: %s", e)
+                return
+            refusal = self._refusal(address[0])
+            if refusal is not None:
+                category, detail = refusal
+                self.stats.drops[category] += 1
+                self._refusals.warning(category, "refused a connection from %s:%d: %s",
+                                       *address[:2], detail)
                 sock.close()
                 continue
             sock.setblocking(False)
@@ -200,6 +270,14 @@ class GameServer:
             self.stats.clients_connected = len(self._clients)
             self.stats.clients_total += 1
             log.info("client %d connected from %s:%d", client_id, *address[:2])
+
+    def _refusal(self, host: str) -> tuple[str, str] | None:
+        """(drop category, detail) when a connection from `host` must be closed at once."""
+        if not any(ipaddress.ip_address(host) in net for net in self._allowed):
+            return "address not allowed", f"not in server.allow ({self.cfg.allow})"
+        if len(self._clients) >= self.cfg.max_clients:
+            return "client limit", f"client limit {self.cfg.max_clients} reached"
+        return None
 
     def _read(self, client: _Client) -> None:
         try:
@@ -229,19 +307,36 @@ class GameServer:
             return
         client.ready.extend(payloads)
         client.ready_at.extend([now] * len(payloads))
+        if len(client.ready) > MAX_QUEUED_FRAMES:
+            self._drop(client.id, "sent too far ahead",
+                       f"{len(client.ready)} frames waiting for replies (lockstep protocol; "
+                       f"at most {MAX_QUEUED_FRAMES})")
 
     def _handshake(self, client: _Client, data: bytes) -> bytes | None:
-        """Consume the 2-byte handshake; return the bytes after it (None: not complete yet)."""
+        """Consume the handshake (plain, or carrying a token); return the bytes after it.
+        None: not complete yet, or the client was refused. The buffer never outgrows one
+        received chunk plus a token handshake."""
         buf = client.handshake
         buf += data
-        if len(buf) < P.HANDSHAKE_SIZE:
+        try:
+            handshake = P.read_handshake(buf)
+        except P.HandshakeError as e:
+            self._drop(client.id, "bad handshake", str(e), refused=True)
             return None
-        value = P.parse_handshake(bytes(buf[:P.HANDSHAKE_SIZE]))
-        rest = bytes(buf[P.HANDSHAKE_SIZE:])
+        if handshake is None:
+            return None
+        value, token, used = handshake
+        rest = bytes(buf[used:])
         buf.clear()
-        if value != P.PLAIN_HANDSHAKE:
-            self._drop(client.id, "bad handshake", f"unsupported handshake value {value}")
-            return None
+        if self._token_digest is not None:
+            if value == P.PLAIN_HANDSHAKE:
+                self._drop(client.id, "token required", "plain handshake but this server "
+                           f"requires a token (give the client ${TOKEN_ENV})", refused=True)
+                return None
+            if not hmac.compare_digest(hashlib.sha256(token).digest(), self._token_digest):
+                self._drop(client.id, "wrong token", f"{len(token)}-byte token does not match",
+                           refused=True)
+                return None
         client.handshaken = True
         return rest
 
@@ -277,20 +372,32 @@ class GameServer:
         joint = np.where(batch.done != 0, 0, output.joint)  # no action on a terminal frame
         replies = P.encode_replies(JOINT_FIRE[joint], JOINT_ZAP[joint], JOINT_SPINNER[joint],
                                    self.settings.start_advanced, self.settings.start_level_min)
-        if self.sink is not None:
-            self.sink.push(ids, batch, PolicyOutput(joint=joint, is_expert=output.is_expert))
         self.stats.frames += len(clients)
         self.stats.batches += 1
         now = self._clock()
-        for i, client in enumerate(clients):
-            client.frames += 1
-            self.stats.latencies_ms.append((now - received_at[i]) * 1000.0)
-            self._send(client, replies[P.REPLY_SIZE * i: P.REPLY_SIZE * (i + 1)])
+        # Reply first, so the clients compute their next frames while the sink works. A client
+        # that a failed send drops leaves the sink only after its last frame is in.
+        self._held_disconnects = []
+        try:
+            for i, client in enumerate(clients):
+                client.frames += 1
+                client.replied_at = now
+                self.stats.latencies_ms.append((now - received_at[i]) * 1000.0)
+                self._send(client, replies[P.REPLY_SIZE * i: P.REPLY_SIZE * (i + 1)])
+            if self.sink is not None:
+                self.sink.push(ids, batch, PolicyOutput(joint=joint, is_expert=output.is_expert))
+        finally:
+            held, self._held_disconnects = self._held_disconnects, None
+            for client_id in held:
+                self.sink.disconnect(client_id)
         return len(clients)
 
     def _send(self, client: _Client, data: bytes) -> None:
         if client.outbox:
             client.outbox += data
+            if len(client.outbox) > MAX_UNREAD_REPLY_BYTES:
+                self._drop(client.id, "not reading its replies",
+                           f"{len(client.outbox)} reply bytes unsent")
             return
         try:
             sent = client.sock.send(data)
@@ -316,31 +423,50 @@ class GameServer:
         if not client.outbox:
             self._selector.modify(client.sock, selectors.EVENT_READ, client.id)
 
-    def _expire_stalled(self) -> None:
+    def _expire_timeouts(self) -> None:
+        """Drop clients that do not finish the handshake in time, stall mid-frame, or go silent
+        (a dead or half-open peer holds a client slot otherwise)."""
         now = self._clock()
+        cfg = self.cfg
         for client in list(self._clients.values()):
-            waiting = client.splitter.pending > 0 or not client.handshaken
-            limit = (self.cfg.stall_timeout_s if client.handshaken
-                     else self.cfg.handshake_timeout_s)
-            if waiting and now - client.last_byte_at > limit:
-                what = "mid-frame" if client.handshaken else "before completing the handshake"
-                self._drop(client.id, f"stalled {what}",
-                           f"no bytes for {now - client.last_byte_at:.1f} s")
+            if not client.handshaken:
+                # Timed from the connection, not the last byte: dribbling bytes buys no time.
+                if now - client.connected_at > cfg.handshake_timeout_s:
+                    self._drop(client.id, "stalled before completing the handshake",
+                               f"connected {now - client.connected_at:.1f} s ago", refused=True)
+            elif client.splitter.pending:
+                if now - client.last_byte_at > cfg.stall_timeout_s:
+                    self._drop(client.id, "stalled mid-frame",
+                               f"no bytes for {now - client.last_byte_at:.1f} s")
+            elif cfg.idle_timeout_s and not client.ready:
+                silent = now - max(client.last_byte_at, client.replied_at)
+                if silent > cfg.idle_timeout_s:
+                    self._drop(client.id, "idle timeout", f"nothing received for {silent:.1f} s "
+                               f"(server.idle_timeout_s = {cfg.idle_timeout_s:g})")
 
     def _drop(self, client_id: int, category: str, detail: str = "",
-              level: int = logging.WARNING) -> None:
+              level: int = logging.WARNING, refused: bool = False) -> None:
         """Close one client. `category` counts in the drop statistics unless the client simply
-        left (level below WARNING); `detail` goes to the log."""
+        left (level below WARNING); `detail` goes to the log. A refused client (one never
+        admitted past the handshake) is logged rate-limited, as a flood would repeat it."""
         client = self._clients.pop(client_id, None)
         if client is None:
             return
-        log.log(level, "client %d (%s:%d) dropped after %d frames: %s%s", client_id,
-                *client.address[:2], client.frames, category, f": {detail}" if detail else "")
+        if refused:
+            self._refusals.warning(category, "client %d (%s:%d) refused: %s: %s", client_id,
+                                   *client.address[:2], category, detail)
+        else:
+            log.log(level, "client %d (%s:%d) dropped after %d frames: %s%s", client_id,
+                    *client.address[:2], client.frames, category,
+                    f": {detail}" if detail else "")
         if level >= logging.WARNING:
             self.stats.drops[category] += 1
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(client.sock)
         client.sock.close()
         self.stats.clients_connected = len(self._clients)
-        if self.sink is not None:
-            self.sink.disconnect(client_id)
+        if self.sink is not None and client.handshaken:  # the sink never saw the others
+            if self._held_disconnects is not None:
+                self._held_disconnects.append(client_id)
+            else:
+                self.sink.disconnect(client_id)

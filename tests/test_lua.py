@@ -5,12 +5,14 @@
 - `lua/features.lua` and `lua/ram_map.lua` equal `tempest_jax/features.py` and
   `tempest_jax/sim/ram_map.py`, table by table;
 - wire compatibility: a frame our Lua encodes parses unchanged in the server's protocol module,
-  and every reply the server can send (all 44 actions) parses unchanged in our Lua.
+  every reply the server can send (all 44 actions) parses unchanged in our Lua, `lua/protocol.lua`
+  has `protocol.py`'s constants, and both build the same handshake for a token.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 
 import numpy as np
@@ -110,3 +112,29 @@ def test_every_server_reply_parses_in_lua_unchanged(lua):
     parsed = tool_json(lua, "parse_replies", stdin=stdin)
     assert [tuple(p) for p in parsed] == [
         (r.fire, r.zap, r.spinner, bool(r.start_advanced), r.start_level_min) for r in replies]
+
+
+def test_protocol_constants_match_protocol_py(lua):
+    lua_side = tool_json(lua, "protocol_constants")
+    assert {"PLAIN_HANDSHAKE", "TOKEN_HANDSHAKE", "MAX_TOKEN_BYTES", "REPLY_SIZE",
+            "FRAME_WIRE_SIZE"} <= set(lua_side)
+    assert lua_side == {name: getattr(P, name, None) for name in lua_side}
+
+
+def test_lua_builds_token_handshakes_like_python(lua):
+    """The handshake lua/main.lua sends for $TEMPEST_TOKEN is the one the server reads, byte for
+    byte, for tokens of every length the handshake allows (and both refuse one byte more)."""
+    tokens = [b"", b"s", b"s3cret", "t\u00f6k\u00e9n".encode(), b"\xff\xferaw env bytes",
+              b"t" * P.MAX_TOKEN_BYTES, b"t" * (P.MAX_TOKEN_BYTES + 1)]
+    lua_side = tool_json(lua, "handshakes", stdin="".join(t.hex() + "\n" for t in tokens))
+    for raw, lua_hex in zip(tokens, lua_side, strict=True):
+        token = os.fsdecode(raw)  # as os.environ holds an environment variable's bytes
+        if len(raw) > P.MAX_TOKEN_BYTES:
+            assert lua_hex is False
+            with pytest.raises(P.HandshakeError):
+                P.client_handshake(token)
+            continue
+        wire = P.client_handshake(token)
+        assert bytes.fromhex(lua_hex) == wire, raw
+        assert P.read_handshake(wire + b"\x03\x33") == (
+            P.TOKEN_HANDSHAKE if raw else P.PLAIN_HANDSHAKE, raw, len(wire))

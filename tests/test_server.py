@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -125,7 +126,8 @@ def test_lockstep_clients_get_exact_replies(server):
     for k in range(4):
         assert results[k] == [expected_reply(p) for p in FRAMES[k * 16:(k + 1) * 16]]
     assert srv.stats.frames == 64
-    assert sorted(len(v) for v in sink.frames.values()) == [16] * 4
+    # The sink takes a batch just after its replies are sent.
+    assert wait_for(lambda: sorted(len(v) for v in sink.frames.values()) == [16] * 4)
     for s in socks:
         s.close()
     assert wait_for(lambda: len(sink.disconnects) == 4)
@@ -177,8 +179,8 @@ def test_bad_input_drops_only_that_client(server, fault):
     rest = lockstep(healthy, FRAMES[3:10])
     assert first + rest == [expected_reply(p) for p in FRAMES[:10]]
     healthy_id = 0
-    assert [r[0] for r in sink.frames[healthy_id]] == [P.parse_payload(p).frame
-                                                       for p in FRAMES[:10]]
+    assert wait_for(lambda: [r[0] for r in sink.frames[healthy_id]] == [
+        P.parse_payload(p).frame for p in FRAMES[:10]])
     assert sum(srv.stats.drops.values()) == 1
     healthy.close()
 
@@ -203,6 +205,21 @@ def test_stalled_and_vanished_clients_are_dropped(server):
     assert drops["disconnected mid-frame"] == 1
     assert drops["stalled before completing the handshake"] == 1
     for s in (healthy, stalled, silent):
+        s.close()
+
+
+def test_a_client_far_ahead_of_its_replies_is_dropped(server):
+    srv, _sink = server
+    healthy = connect(srv)
+    flooder = connect(srv)
+    flooder.settimeout(5)
+    burst = b"".join(struct.pack(">H", len(p)) + p for p in FRAMES) * 40  # 2,560 frames
+    with contextlib.suppress(OSError):  # the server closes it mid-burst
+        flooder.sendall(burst)
+    assert wait_for(lambda: srv.stats.drops["sent too far ahead"] == 1)
+    assert lockstep(healthy, FRAMES[:3]) == [expected_reply(p) for p in FRAMES[:3]]
+    assert srv.stats.clients_connected == 1
+    for s in (healthy, flooder):
         s.close()
 
 

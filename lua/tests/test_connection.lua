@@ -44,6 +44,23 @@ return {
     check.truthy(connected and not fresh, "still the same connection")
   end},
 
+  {"token_is_sent_in_the_handshake_on_every_connect", function()
+    local first, second = mocks.socket(), mocks.socket({REPLY})
+    local opener = mocks.opener({first, second})
+    local clock, now = mocks.clock(0.001)
+    local conn = connection.new{host = "127.0.0.1", port = 9999, open_socket = opener.open,
+                                clock = now, reply_timeout_s = 1.0, token = "s3cret"}
+    conn:ensure()
+    check.eq(first:all_written(), "\0\1\0\6s3cret", "token handshake")
+    check.eq(conn:exchange(FRAME), nil, "no reply: reconnect")
+    clock.now = clock.now + 1
+    conn:ensure()
+    check.eq(second:all_written(), "\0\1\0\6s3cret", "again after reconnecting")
+    check.eq(pcall(connection.new, {host = "h", port = 1, open_socket = opener.open,
+                                    clock = now, token = string.rep("t", 257)}), false,
+             "a token too long for the handshake is refused")
+  end},
+
   {"partial_and_empty_reads_accumulate", function()
     local sock = mocks.socket({"", "", REPLY:sub(1, 1), "", REPLY:sub(2, 3), "", "", REPLY:sub(4)})
     local conn = new_connection({sock})

@@ -114,6 +114,18 @@ return {
     end
   end)},
 
+  {"main_sends_the_env_token_and_refuses_one_too_long", quietly(function()
+    local sock = mocks.socket({reply(0)})
+    local m = mocks.mame{sockets = {sock}, space = scenes.playing(5):space()}
+    run_main(m, {TEMPEST_TOKEN = "s3cret"})
+    m.frame()
+    check.eq(sock:all_written():sub(1, 10), "\0\1\0\6s3cret", "token handshake first")
+    m = mocks.mame{sockets = {mocks.socket()}, space = scenes.playing(5):space()}
+    local out = run_main(m, {TEMPEST_TOKEN = string.rep("t", 300)})
+    check.truthy(out:find("not started: TEMPEST_TOKEN: token is 300 bytes"), out)
+    check.eq(tempest_jax, nil)
+  end)},
+
   {"main_defaults_refusals_and_stop_file", quietly(function()
     local m = mocks.mame{space = scenes.playing(0):space(), system = "arb"}
     local out = run_main(m, {})

@@ -76,5 +76,16 @@ return {
 
   {"handshake_is_uint16_zero", function()
     check.eq(protocol.HANDSHAKE, "\0\0")
+    check.eq(protocol.handshake(nil), "\0\0", "no token: the reference's handshake")
+    check.eq(protocol.handshake(""), "\0\0", "empty token: the reference's handshake")
+  end},
+
+  {"token_handshake_is_value_1_then_length_prefixed_token", function()
+    check.eq(protocol.handshake("s3cret"), unhex("00 01 00 06") .. "s3cret")
+    local longest = string.rep("t", protocol.MAX_TOKEN_BYTES)
+    check.eq(protocol.handshake(longest), unhex("00 01 01 00") .. longest)
+    local none, why = protocol.handshake(longest .. "t")
+    check.eq(none, nil, "too long")
+    check.truthy(why:find("257 bytes"), why)
   end},
 }

@@ -2,6 +2,9 @@
 --   lua lua/tests/tool.lua contract               JSON dump of features.lua and ram_map.lua
 --   lua lua/tests/tool.lua parse_replies          hex replies on stdin (one a line) -> JSON
 --   lua lua/tests/tool.lua example_frame          hex wire bytes of protocol.md's worked example
+--   lua lua/tests/tool.lua protocol_constants     JSON of protocol.lua's integer constants
+--   lua lua/tests/tool.lua handshakes             hex tokens on stdin (one a line; empty = none)
+--                                                 -> JSON: hex handshake, or false when refused
 --   lua lua/tests/tool.lua extract_stream IN OUT  RAM-image records -> encoded frames
 --
 -- extract_stream records (big-endian): uint8 flags (bit 0: start over with a fresh carried
@@ -46,6 +49,14 @@ end
 
 local commands = {}
 
+local function unhex(text)
+  return (text:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local function hex(bytes)
+  return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
 function commands.contract()
   local fields = {}
   for _, f in ipairs(features.FIELDS) do fields[#fields + 1] = {f.name, f.start, f.size} end
@@ -83,8 +94,7 @@ end
 function commands.parse_replies()
   local out = {}
   for line in io.lines() do
-    local bytes = line:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end)
-    local reply = assert(protocol.parse_reply(bytes))
+    local reply = assert(protocol.parse_reply(unhex(line)))
     out[#out + 1] = {reply.fire, reply.zap, reply.spinner, reply.start_advanced,
                      reply.start_level_min}
   end
@@ -100,10 +110,24 @@ function commands.example_frame()
   ex:process(before:image())
   local example_client = {frame = 1234, save_signal = 0, cmd_fire = 1, cmd_zap = 0,
                           cmd_spinner = -12}
-  local function hex(bytes)
-    return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
-  end
   print(hex((protocol.encode_frame(ex:process(now:image()), example_client))))
+end
+
+function commands.protocol_constants()
+  local constants = {}
+  for name, value in pairs(protocol) do
+    if math.type(value) == "integer" then constants[name] = value end
+  end
+  print(json(constants))
+end
+
+function commands.handshakes()
+  local out = {}
+  for line in io.lines() do
+    local handshake = protocol.handshake(unhex(line))
+    out[#out + 1] = handshake and hex(handshake) or false
+  end
+  print(json(out))
 end
 
 local RECORD_HEADER = ">BBBbI2"
@@ -135,8 +159,8 @@ end
 
 local command = commands[arg[1]]
 if not command then
-  io.stderr:write("usage: tool.lua contract | parse_replies | example_frame | extract_stream "
-                  .. "IN OUT\n")
+  io.stderr:write("usage: tool.lua contract | parse_replies | example_frame | "
+                  .. "protocol_constants | handshakes | extract_stream IN OUT\n")
   os.exit(2)
 end
 command(table.unpack(arg, 2))

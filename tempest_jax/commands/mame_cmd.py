@@ -1,7 +1,8 @@
 """Launch headless MAME instances that play Tempest for the running tempest-jax server.
 
 Each instance runs `lua/main.lua` (the MAME side of the protocol) and connects to the server at
-server.host:server.port from the config. MAME and the ROM set are the user's own: MAME is found
+server.host:server.port from the config, sending the server's token (server.token, else
+$TEMPEST_TOKEN) when one is set. MAME and the ROM set are the user's own: MAME is found
 on PATH or in /usr/games (Debian's package), the ROM set (default tempest1) in --rompath.
 
 Ctrl-C (or --seconds running out) stops the instances cleanly: each one sends a last frame and
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tempest_jax import cli
-from tempest_jax.config import REPO_ROOT
+from tempest_jax.config import REPO_ROOT, TOKEN_ENV
 
 MAIN_SCRIPT = REPO_ROOT / "lua" / "main.lua"
 # Where `mame` is looked for after PATH: Debian installs it in /usr/games, not on root's PATH.
@@ -161,6 +162,9 @@ def run(args: argparse.Namespace) -> int:
     stop_file.unlink(missing_ok=True)
     address = server_address(cfg.server.host, cfg.server.port)
     env = {**base_env, "TEMPEST_SERVER": address, "TEMPEST_STOP_FILE": str(stop_file)}
+    token = cfg.server.resolved_token()
+    if token:  # server.token reaches lua/main.lua the way $TEMPEST_TOKEN would
+        env[TOKEN_ENV] = token
 
     instances: list[Instance] = []
     previous_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)
