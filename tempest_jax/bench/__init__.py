@@ -2,6 +2,8 @@
 
 Each benchmark measures real work and prints a table, or with --json one object
 {"bench": NAME, "figures": {...}, "settings": {...}, "machine": {...}} (DESIGN.md §4).
+A benchmark that checks a property (fuzz, soak) reports figures["passed"]; the command exits 1
+when it is false.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ BENCHES: dict[str, str] = {
     "sim": "tempest_jax.bench.sim_bench",
     "replay": "tempest_jax.bench.replay_bench",
     "learner": "tempest_jax.bench.learner_bench",
+    "inference": "tempest_jax.bench.inference_bench",
+    "fuzz": "tempest_jax.bench.fuzz_bench",
+    "soak": "tempest_jax.bench.soak_bench",
 }
 
 
@@ -41,4 +46,4 @@ def run(args: argparse.Namespace) -> int:
                           "machine": machine_info()}))
     else:
         print(table)
-    return 0
+    return 0 if figures.get("passed", True) else 1

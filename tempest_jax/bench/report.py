@@ -25,6 +25,36 @@ def machine_info() -> dict:
     return info
 
 
+def rss_bytes(pid: int | str = "self") -> int:
+    """Resident set size of one process (Linux /proc); 0 once it has exited."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (children, their children, ...)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                # The command name is in parentheses and may contain spaces: split after it.
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def best_rate(work: Callable[[], int], min_seconds: float = 1.0, repeats: int = 3) -> float:
     """Items per second of `work()` (which returns the items it did): the best of `repeats`
     timed rounds of at least `min_seconds` each, after one warm-up call."""
