@@ -10,23 +10,48 @@ One checkpoint (a step directory, written atomically) holds three items:
 The last `keep` checkpoints are kept. Saving is asynchronous after the arrays are copied off
 the device, so training continues while files are written. A checkpoint whose network does not
 match the current one is refused with an error that names every mismatched key.
+
+Orbax writes a step into `<step>.orbax-checkpoint-tmp`, then writes `commit_success.txt` and
+renames the directory to `<step>`, so a killed save leaves only the temporary directory, which
+Orbax does not list. A step directory is torn if it lacks the commit file or an item, or does
+not restore; `remove_interrupted_saves` and `set_aside` clear both out of the way of a resume
+(see resume.py).
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from tempest_jax.config import Config
 from tempest_jax.learner import Learner, TrainState
 
+log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
+ITEMS = ("state", "counters", "config")
+COMMIT_FILE = "commit_success.txt"
+INTERRUPTED_SAVE_MARK = ".orbax-checkpoint-tmp"
 # Config sections that decide the shapes and meaning of the saved parameters.
 MODEL_SECTIONS = ("network",)
+
+
+def torn_path(path: Path) -> Path:
+    """A free name `<name>.torn-<time>` beside `path` to move a torn directory to."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.torn-{stamp}")
+    copy = 1
+    while target.exists():
+        copy += 1
+        target = path.with_name(f"{path.name}.torn-{stamp}-{copy}")
+    return target
 
 
 class CheckpointMismatchError(ValueError):
@@ -63,7 +88,9 @@ class Checkpointer:
         caller may donate `train_state` to the next update at once."""
         state = {"train": train_state}
         if rng is not None:
-            state["rng"] = jax.random.key_data(rng)
+            # A host value, not a device array: with several processes each holds its own
+            # key, and the primary process's one is saved.
+            state["rng"] = np.asarray(jax.random.key_data(rng))
         meta = {"format": FORMAT_VERSION, "config": config.to_dict(),
                 "model": _model_facts(learner), "has_rng": rng is not None}
         self.manager.save(step, args=ocp.args.Composite(
@@ -98,7 +125,8 @@ class Checkpointer:
         items = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract), counters=ocp.args.JsonRestore()))
         state = items["state"]
-        rng = jax.random.wrap_key_data(state["rng"]) if meta["has_rng"] else None
+        # The key comes back as a host value: every process keeps its own copy to split.
+        rng = jax.random.wrap_key_data(np.asarray(state["rng"])) if meta["has_rng"] else None
         return Restored(step, TrainState(*state["train"]), dict(items["counters"]), rng,
                         Config.from_dict(meta["config"], origin=f"checkpoint {step}"))
 
@@ -108,6 +136,42 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.close()
+
+    def steps_on_disk(self) -> list[int]:
+        """Committed step directories, read from disk (safe from any thread), ascending."""
+        return sorted(int(p.name) for p in self.directory.iterdir()
+                      if p.is_dir() and p.name.isdigit())
+
+    def missing_parts(self, step: int) -> str | None:
+        """Why committed step `step` is incomplete on disk, or None if every part is there.
+        (Truncated or corrupt files show up only when restoring.)"""
+        path = self.directory / str(step)
+        if not (path / COMMIT_FILE).is_file():
+            return f"no {COMMIT_FILE}"
+        missing = [item for item in ITEMS if not (path / item / COMMIT_FILE).is_file()]
+        return f"item{'s' if len(missing) > 1 else ''} {', '.join(missing)} incomplete" \
+            if missing else None
+
+    def remove_interrupted_saves(self) -> list[Path]:
+        """Delete the temporary directories of saves that never committed (by construction
+        incomplete; they would also block a new save of the same step). Returns them."""
+        interrupted = sorted(p for p in self.directory.iterdir()
+                             if INTERRUPTED_SAVE_MARK in p.name)
+        for path in interrupted:
+            shutil.rmtree(path)
+            log.warning("removed %s: a checkpoint save that was interrupted before it "
+                        "committed", path)
+        return interrupted
+
+    def set_aside(self, step: int, reason: str) -> Path:
+        """Rename step `step` to `<step>.torn-<time>`, where Orbax no longer sees it (it is
+        neither restored nor counted among the kept checkpoints), and say so."""
+        target = torn_path(self.directory / str(step))
+        (self.directory / str(step)).rename(target)
+        self.manager.reload()
+        log.warning("checkpoint %d in %s is not usable (%s); moved it to %s", step,
+                    self.directory, reason, target.name)
+        return target
 
     def _resolve(self, step: int | None) -> int:
         step = self.latest_step() if step is None else step

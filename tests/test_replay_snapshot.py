@@ -1,4 +1,5 @@
-"""Replay snapshots: exact round trip, capacity change, save during inserts, corrupt input."""
+"""Replay snapshots: exact round trip, capacity change, save during inserts, corrupt input,
+checksums, and cleaning up after a save that was killed."""
 
 import json
 import threading
@@ -8,7 +9,14 @@ import pytest
 from replay_streams import obs_key, push_tick, random_schedule, reference_transitions
 
 from tempest_jax.config import ReplayConfig
-from tempest_jax.replay import NStepAccumulator, ReplayBuffer, ReplaySnapshotError, load_snapshot
+from tempest_jax.replay import (
+    NStepAccumulator,
+    ReplayBuffer,
+    ReplaySnapshotError,
+    load_snapshot,
+    save_snapshot,
+)
+from tempest_jax.replay.snapshot import prune_snapshots, remove_partial_snapshots, snapshot_steps
 
 
 def build(capacity=300, ticks=300, seed=0):
@@ -112,6 +120,15 @@ def test_truncated_file_is_rejected(snapshot_dir):
         ReplayBuffer.load(snapshot_dir)
 
 
+def test_flipped_byte_fails_the_checksum(snapshot_dir):
+    path = snapshot_dir / "discount.npy"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ReplaySnapshotError, match="discount.npy: CRC-32 differs"):
+        ReplayBuffer.load(snapshot_dir)
+
+
 def test_missing_or_corrupt_manifest_is_rejected(snapshot_dir, tmp_path):
     with pytest.raises(ReplaySnapshotError, match="manifest"):
         ReplayBuffer.load(tmp_path / "nowhere")
@@ -130,11 +147,12 @@ def test_mismatched_shape_or_header_is_rejected(snapshot_dir):
         ReplayBuffer.load(snapshot_dir)
     # A same-size file of the wrong dtype: header and manifest disagree.
     manifest_path.write_text(json.dumps(manifest))
+    original = (snapshot_dir / "action.npy").read_bytes()
     action = np.load(snapshot_dir / "action.npy")
     np.save(snapshot_dir / "action.npy", action.view(np.int8))
     with pytest.raises(ReplaySnapshotError, match="action"):
         ReplayBuffer.load(snapshot_dir)
-    np.save(snapshot_dir / "action.npy", action)
+    (snapshot_dir / "action.npy").write_bytes(original)
     with pytest.raises(ReplaySnapshotError, match="expected 100"):
         load_snapshot(snapshot_dir, obs_size=100)
     ReplayBuffer.load(snapshot_dir)  # intact again
@@ -146,3 +164,28 @@ def test_garbage_header_is_rejected(snapshot_dir):
     path.write_bytes(b"\0" * size)
     with pytest.raises(ReplaySnapshotError, match="ret"):
         ReplayBuffer.load(snapshot_dir)
+
+
+def test_partial_saves_are_cleaned_up_and_an_interrupted_replacement_put_back(tmp_path):
+    buffer, _ = build(capacity=200, ticks=100)
+    root = tmp_path / "replay"
+    buffer.save(root / "7")
+    (root / ".8.tmp-abc").mkdir()  # killed while writing snapshot 8
+    moved = root / ".7.old-xyz"  # killed between moving 7 aside and renaming its replacement
+    moved.mkdir()
+    (root / "7").rename(moved / "7")
+    assert remove_partial_snapshots(root) == [root / ".7.old-xyz", root / ".8.tmp-abc"]
+    assert sorted(p.name for p in root.iterdir()) == ["7"]
+    ReplayBuffer.load(root / "7")
+
+
+def test_prune_keeps_the_newest_paired_snapshot_and_newer_ones(tmp_path):
+    buffer, _ = build(capacity=200, ticks=50)
+    root = tmp_path / "replay"
+    for step in (1, 2, 3, 4):
+        save_snapshot(buffer, root / str(step), checkpoint_step=step)
+    prune_snapshots(root, checkpoint_steps=[1, 2, 3])  # 4's checkpoint is still being written
+    assert snapshot_steps(root) == [3, 4]
+    assert load_snapshot(root / "4", checkpoint_step=4).obs_written == buffer.obs_written
+    with pytest.raises(ReplaySnapshotError, match="saved for checkpoint 4, not 3"):
+        load_snapshot(root / "4", checkpoint_step=3)

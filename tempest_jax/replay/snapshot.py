@@ -3,8 +3,9 @@ beside the target and renamed into place.
 
 Saving does not stop the writer. The only moments it holds the buffer lock are reading the
 counters and copying the priority leaves in chunks (a few milliseconds each); the big arrays are
-written straight from the live buffer. Consistency comes from the serial numbering (buffer.py):
-with W0 the serial count when the save starts and W1 when the arrays are on disk,
+copied from the live buffer 64 MB at a time, checksummed and written. Consistency comes from the
+serial numbering (buffer.py): with W0 the serial count when the save starts and W1 when the
+arrays are on disk,
 
 - a transition whose leaf was positive in the copied leaves had its fields written before its
   leaf, so its fields are on disk;
@@ -14,16 +15,24 @@ with W0 the serial count when the save starts and W1 when the arrays are on disk
   slot: it is dropped too.
 
 Everything left refers only to rows that nobody wrote during the save. The snapshot records
-obs_written = W0. Loading validates the manifest, every file's size, dtype and shape, and
-rebuilds the sum tree vectorized; if the capacity changes, the most recent transitions are kept.
+obs_written = W0, each file's CRC-32 and the checkpoint step it belongs to. Loading validates the
+manifest, every file's size, checksum, dtype and shape, and rebuilds the sum tree vectorized; if
+the capacity changes, the most recent transitions are kept.
+
+A training run keeps its snapshots in `replay/<checkpoint step>/` beside `checkpoints/`. A kill
+leaves at most a hidden temporary directory there (removed by `remove_partial_snapshots`), never
+a half-written `<step>/`.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import shutil
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +41,9 @@ from tempest_jax.config import ReplayConfig
 from tempest_jax.features import STATE_SIZE
 from tempest_jax.replay.buffer import ReplayBuffer
 
+log = logging.getLogger(__name__)
 FORMAT = "tempest-jax-replay"
-VERSION = 1
+VERSION = 2
 MANIFEST = "manifest.json"
 _CHUNK_ROWS = 1 << 20
 _WRITE_BYTES = 64 << 20
@@ -53,16 +63,31 @@ def _expected(rows: int, obs_size: int) -> dict[str, tuple[np.dtype, tuple[int, 
             "priority": (np.dtype(np.float64), (rows,))}
 
 
-def _write_npy(path: Path, array: np.ndarray) -> int:
-    """Write `array` as .npy in large slices (the file write releases the GIL) and fsync."""
+def _write_npy(path: Path, array: np.ndarray) -> tuple[int, int]:
+    """Write `array` as .npy in large slices (the file write releases the GIL) and fsync.
+    Returns the file's size and CRC-32."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_2_0(header, np.lib.format.header_data_from_array_1_0(array))
+    crc = zlib.crc32(header.getvalue())
     with open(path, "wb") as f:
-        np.lib.format.write_array_header_2_0(f, np.lib.format.header_data_from_array_1_0(array))
+        f.write(header.getvalue())
         rows_per_write = max(1, _WRITE_BYTES // max(1, array[:1].nbytes))
         for first in range(0, len(array), rows_per_write):
-            f.write(memoryview(np.ascontiguousarray(array[first:first + rows_per_write])))
+            # A copy: the writer may change live rows between checksumming and writing them.
+            block = memoryview(np.array(array[first:first + rows_per_write], order="C"))
+            crc = zlib.crc32(block, crc)
+            f.write(block)
         f.flush()
         os.fsync(f.fileno())
-        return f.tell()
+        return f.tell(), crc
+
+
+def _file_crc32(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(_WRITE_BYTES):
+            crc = zlib.crc32(block, crc)
+    return crc
 
 
 def _fsync_dir(path: Path) -> None:
@@ -73,7 +98,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save_snapshot(buffer: ReplayBuffer, directory: str | Path) -> Path:
+def save_snapshot(buffer: ReplayBuffer, directory: str | Path,
+                  checkpoint_step: int | None = None) -> Path:
+    """Write `buffer` to `directory` (replacing it), recording the checkpoint it belongs to."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
@@ -89,8 +116,8 @@ def save_snapshot(buffer: ReplayBuffer, directory: str | Path) -> Path:
             with buffer.lock:
                 priority[first:last] = buffer.tree.levels[0][first:last]
 
-        sizes = {name: _write_npy(tmp / f"{name}.npy", getattr(buffer, name)[:rows])
-                 for name in ReplayBuffer.FIELDS}
+        written = {name: _write_npy(tmp / f"{name}.npy", getattr(buffer, name)[:rows])
+                   for name in ReplayBuffer.FIELDS}
         with buffer.lock:
             end_written = buffer.obs_written
 
@@ -103,13 +130,15 @@ def save_snapshot(buffer: ReplayBuffer, directory: str | Path) -> Path:
             unsafe = (serial < end_written - capacity) | (successor >= start_written)
             priority[first:last][unsafe] = 0.0
         del saved_next
-        sizes["priority"] = _write_npy(tmp / "priority.npy", priority)
+        written["priority"] = _write_npy(tmp / "priority.npy", priority)
 
         manifest = {
             "format": FORMAT, "version": VERSION, "capacity": capacity,
             "obs_size": buffer.obs_size, "obs_written": start_written, "rows": rows,
             "max_priority": max_priority, "params": buffer.params(),
-            "files": {name: {"dtype": dtype.str, "shape": list(shape), "bytes": sizes[name]}
+            "checkpoint_step": checkpoint_step,
+            "files": {name: {"dtype": dtype.str, "shape": list(shape), "bytes": written[name][0],
+                             "crc32": written[name][1]}
                       for name, (dtype, shape) in _expected(rows, buffer.obs_size).items()},
         }
         with open(tmp / MANIFEST, "w") as f:
@@ -155,6 +184,9 @@ def _read_manifest(directory: Path) -> dict:
     if not isinstance(manifest.get("files"), dict) or not isinstance(manifest.get("params"),
                                                                      dict):
         raise ReplaySnapshotError(f"{path}: files or params missing")
+    step = manifest.get("checkpoint_step")
+    if step is not None and (not isinstance(step, int) or step < 0):
+        raise ReplaySnapshotError(f"{path}: checkpoint_step must be a non-negative integer")
     return manifest
 
 
@@ -172,6 +204,9 @@ def _open_arrays(directory: Path, manifest: dict) -> dict[str, np.ndarray]:
         if path.stat().st_size != entry.get("bytes"):
             raise ReplaySnapshotError(f"{path}: {path.stat().st_size} bytes, the manifest says "
                                       f"{entry.get('bytes')} (truncated or replaced)")
+        if _file_crc32(path) != entry.get("crc32"):
+            raise ReplaySnapshotError(f"{path}: CRC-32 differs from the manifest's (corrupt or "
+                                      f"replaced)")
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError, EOFError) as e:
@@ -184,9 +219,14 @@ def _open_arrays(directory: Path, manifest: dict) -> dict[str, np.ndarray]:
 
 
 def load_snapshot(directory: str | Path, cfg: ReplayConfig | None = None,
-                  obs_size: int = STATE_SIZE) -> ReplayBuffer:
+                  obs_size: int = STATE_SIZE, checkpoint_step: int | None = None) -> ReplayBuffer:
+    """The buffer saved in `directory`. With `checkpoint_step`, the snapshot must have been
+    saved for that checkpoint. Raises ReplaySnapshotError for anything missing or corrupt."""
     directory = Path(directory)
     manifest = _read_manifest(directory)
+    if checkpoint_step is not None and manifest["checkpoint_step"] != checkpoint_step:
+        raise ReplaySnapshotError(f"{directory}: saved for checkpoint "
+                                  f"{manifest['checkpoint_step']}, not {checkpoint_step}")
     if manifest["obs_size"] != obs_size:
         raise ReplaySnapshotError(f"{directory}: observations of {manifest['obs_size']} values, "
                                   f"expected {obs_size}")
@@ -226,3 +266,48 @@ def load_snapshot(directory: str | Path, cfg: ReplayConfig | None = None,
     buffer.tree.set_leaves(leaves)
     buffer._restore(written, float(manifest.get("max_priority", 1.0)))
     return buffer
+
+
+def snapshot_steps(root: str | Path) -> list[int]:
+    """Checkpoint steps with a snapshot directory under `root` (complete or not), ascending."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def remove_partial_snapshots(root: str | Path) -> list[Path]:
+    """Clean up after a save that was killed: delete its temporary directory, and put back a
+    snapshot that was moved aside to be replaced if its replacement never arrived. Returns the
+    directories deleted."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    removed = []
+    for path in sorted(root.iterdir()):
+        if not path.name.startswith("."):
+            continue
+        stem, _, tag = path.name[1:].partition(".")  # save_snapshot's `.<name>.tmp-*`, `.old-*`
+        if tag.startswith("old-"):
+            kept = path / stem
+            if kept.is_dir() and not (root / stem).exists():
+                os.replace(kept, root / stem)
+                log.warning("replay snapshot %s was being replaced when the run stopped; put the "
+                            "previous one back", root / stem)
+        elif not tag.startswith("tmp-"):
+            continue
+        shutil.rmtree(path)
+        removed.append(path)
+    return removed
+
+
+def prune_snapshots(root: str | Path, checkpoint_steps: list[int]) -> None:
+    """Delete the snapshots older than the newest one whose checkpoint is on disk; newer ones
+    stay until their checkpoint is (it may still be being written)."""
+    on_disk = set(checkpoint_steps)
+    paired = [step for step in snapshot_steps(root) if step in on_disk]
+    if not paired:
+        return
+    for step in snapshot_steps(root):
+        if step < paired[-1]:
+            shutil.rmtree(Path(root) / str(step), ignore_errors=True)

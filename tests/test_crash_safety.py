@@ -1,0 +1,287 @@
+"""Crash safety: a resume finds the newest complete checkpoint (and replay snapshot) whatever a
+kill left behind, reports every torn one and moves it out of the way.
+
+The unit tests fabricate the damage (an interrupted save, a missing commit marker, a truncated
+array file, a corrupt or unfinished replay snapshot). The kill test SIGKILLs real training runs
+at seeded random moments, some of them while a checkpoint or a replay snapshot is being written,
+and resumes after each kill.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from learner_testing import TableNetwork
+from replay_streams import push_tick, random_schedule
+
+from tempest_jax.checkpoint import Checkpointer
+from tempest_jax.config import load_config
+from tempest_jax.learner import make_learner
+from tempest_jax.replay import NStepAccumulator, ReplayBuffer, save_snapshot
+from tempest_jax.resume import find_resume_point
+
+OBS, ACTIONS = 8, 4
+STEPS = (10, 20, 30, 40)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    cfg = load_config("smoke", ["replay.snapshot=true"])
+    learner = make_learner(cfg, TableNetwork(ACTIONS, cfg.network.num_atoms), obs_size=OBS,
+                           num_actions=ACTIONS)
+    return cfg, learner
+
+
+def small_buffer(seed: int) -> ReplayBuffer:
+    buffer = ReplayBuffer(300)
+    acc = NStepAccumulator(3, first_serial=buffer.obs_written)
+    for events in random_schedule(np.random.default_rng(seed), num_streams=3, ticks=100):
+        for emission in push_tick(acc, events):
+            buffer.add(emission)
+    return buffer
+
+
+def fabricate_run(tmp_path: Path, setup) -> tuple[Path, Path, dict[int, ReplayBuffer]]:
+    """Complete checkpoints and replay snapshots at STEPS."""
+    cfg, learner = setup
+    checkpoints, snapshots = tmp_path / "checkpoints", tmp_path / "replay"
+    ckpt = Checkpointer(checkpoints, keep=len(STEPS) + 1)
+    buffers = {}
+    for step in STEPS:
+        state = learner.init(jax.random.key(step))
+        ckpt.save(step, learner, state, {"frames": step * 100}, cfg, rng=jax.random.key(step))
+        buffers[step] = small_buffer(step)
+        save_snapshot(buffers[step], snapshots / str(step), checkpoint_step=step)
+    ckpt.wait()
+    ckpt.close()
+    return checkpoints, snapshots, buffers
+
+
+def largest_file(directory: Path) -> Path:
+    return max((p for p in directory.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+
+
+def damage(checkpoints: Path, snapshots: Path) -> None:
+    """What kills and bad disks leave: an interrupted save of step 50 and an unfinished
+    snapshot, 40 without its commit marker, 30 with a truncated array file, 20 with a
+    corrupt snapshot. Only 10 is whole."""
+    interrupted = checkpoints / "50.orbax-checkpoint-tmp"
+    (interrupted / "state").mkdir(parents=True)
+    (interrupted / "state" / "_METADATA").write_text("{")
+    (snapshots / ".50.tmp-k1ll3d").mkdir()
+    (snapshots / ".50.tmp-k1ll3d" / "obs.npy").write_bytes(b"\x93NUMPY")
+    (checkpoints / "40" / "commit_success.txt").unlink()
+    array_file = largest_file(checkpoints / "30" / "state")
+    array_file.write_bytes(array_file.read_bytes()[: array_file.stat().st_size // 2])
+    obs = snapshots / "20" / "obs.npy"
+    data = bytearray(obs.read_bytes())
+    data[-1] ^= 0xFF
+    obs.write_bytes(bytes(data))
+
+
+def assert_same_transitions(a: ReplayBuffer, b: ReplayBuffer) -> None:
+    assert a.obs_written == b.obs_written and len(a) == len(b)
+    rows = min(a.obs_written, a.capacity, b.capacity)
+    np.testing.assert_array_equal(a.obs[:rows], b.obs[:rows])
+    np.testing.assert_array_equal(a.tree.leaves[:rows], b.tree.leaves[:rows])
+
+
+def test_resume_skips_every_torn_checkpoint_and_snapshot(setup, tmp_path, caplog):
+    cfg, learner = setup
+    checkpoints, snapshots, buffers = fabricate_run(tmp_path, setup)
+    damage(checkpoints, snapshots)
+
+    ckpt = Checkpointer(checkpoints, keep=len(STEPS) + 1)
+    with caplog.at_level(logging.WARNING):
+        found = find_resume_point(ckpt, learner, cfg, snapshots)
+    assert found.restored.step == 10 and found.restored.counters == {"frames": 1000}
+    assert_same_transitions(found.replay, buffers[10])
+
+    warnings = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"removed {checkpoints / '50.orbax-checkpoint-tmp'}" in warnings
+    assert f"removed {snapshots / '.50.tmp-k1ll3d'}" in warnings
+    assert re.search(r"checkpoint 40 .*no commit_success\.txt.*moved it to 40\.torn-", warnings)
+    assert re.search(r"checkpoint 30 .*does not restore.*moved it to 30\.torn-", warnings)
+    assert re.search(r"checkpoint 20 .*replay snapshot.*obs\.npy: CRC-32 differs", warnings)
+    assert re.search(r"replay snapshot .*/20 is newer than the resumed checkpoint 10", warnings)
+
+    # Orbax sees only step 10 now; the torn steps are beside it under other names.
+    assert ckpt.all_steps() == [10]
+    assert sorted(p.name.split(".")[0] for p in checkpoints.iterdir()) == ["10", "20", "30", "40"]
+    assert sorted(p.name for p in snapshots.iterdir() if p.name.isdigit()) == ["10"]
+    # The resumed run saves the steps that were set aside again, and keep-N is not confused.
+    state = learner.init(jax.random.key(0))
+    for step in (20, 30, 40, 50, 60, 70):
+        ckpt.save(step, learner, state, {"frames": step}, cfg)
+    ckpt.wait()
+    assert ckpt.all_steps() == [30, 40, 50, 60, 70]
+    ckpt.close()
+
+
+def test_without_snapshots_the_newest_restorable_checkpoint_wins(setup, tmp_path):
+    cfg, learner = setup
+    checkpoints, snapshots, _ = fabricate_run(tmp_path, setup)
+    damage(checkpoints, snapshots)
+    ckpt = Checkpointer(checkpoints)
+    found = find_resume_point(ckpt, learner, cfg.replace(replay={"snapshot": False}), None)
+    assert found.restored.step == 20 and found.replay is None
+    assert ckpt.all_steps() == [10, 20]
+    ckpt.close()
+
+
+def test_no_usable_snapshot_resumes_the_newest_checkpoint_with_empty_replay(setup, tmp_path,
+                                                                             caplog):
+    cfg, learner = setup
+    checkpoints, snapshots, _ = fabricate_run(tmp_path, setup)
+    for step in STEPS:
+        (snapshots / str(step) / "manifest.json").unlink()
+    ckpt = Checkpointer(checkpoints)
+    with caplog.at_level(logging.WARNING):
+        found = find_resume_point(ckpt, learner, cfg, snapshots)
+    assert found.restored.step == 40 and found.replay is None
+    assert "no checkpoint in" in caplog.text and "with an empty replay" in caplog.text
+    assert ckpt.all_steps() == list(STEPS)
+    ckpt.close()
+
+
+def test_snapshot_for_another_checkpoint_is_refused(setup, tmp_path, caplog):
+    cfg, learner = setup
+    checkpoints, snapshots, _ = fabricate_run(tmp_path, setup)
+    (snapshots / "40").rename(snapshots / "40.x")
+    (snapshots / "30").rename(snapshots / "40")
+    ckpt = Checkpointer(checkpoints, keep=len(STEPS) + 1)
+    with caplog.at_level(logging.WARNING):
+        found = find_resume_point(ckpt, learner, cfg, snapshots)
+    assert found.restored.step == 20  # 40's snapshot is 30's, and 30 has none
+    assert "saved for checkpoint 30, not 40" in caplog.text
+    ckpt.close()
+
+
+# -- the kill test ------------------------------------------------------------------------------
+
+KILL_SEED = 10
+# Where each round's SIGKILL lands: as soon as a checkpoint save or a replay snapshot has its
+# temporary directory (so mid-write; after letting 0-2 such saves finish), or at a random moment
+# of training.
+KILL_MOMENTS = ("checkpoint", "snapshot", "random", "checkpoint")
+RESUMED = re.compile(r"resumed \S+ at checkpoint (\d+): (\d+) frames, \d+ updates, (.*)")
+
+
+class Round:
+    """One `tempest-jax train` process, its output in files (pipes could fill and block it)."""
+
+    def __init__(self, args: list[str], log_dir: Path, index: int, jax_cache: Path):
+        self.err_path = log_dir / f"round{index}.err"
+        # Later rounds load the compiled simulator and learner instead of compiling them again.
+        env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(jax_cache),
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+        with open(log_dir / f"round{index}.out", "wb") as out, open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "tempest_jax.cli", "train", *args],
+                                         stdout=out, stderr=err, env=env)
+
+    def log(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    def wait_for(self, pattern: re.Pattern, deadline: float) -> re.Match:
+        while time.monotonic() < deadline:
+            if match := pattern.search(self.log()):
+                return match
+            assert self.proc.poll() is None, f"train exited early:\n{self.log()[-3000:]}"
+            time.sleep(0.05)
+        raise AssertionError(f"no {pattern.pattern!r} in time:\n{self.log()[-3000:]}")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+
+def entries(directory: Path) -> list[Path]:
+    return list(directory.iterdir()) if directory.is_dir() else []
+
+
+def saving(run: Path, moment: str) -> list[Path]:
+    """Temporary directories of saves in progress."""
+    if moment == "checkpoint":
+        return [p for p in entries(run / "checkpoints") if ".orbax-checkpoint-tmp" in p.name]
+    return [p for p in entries(run / "replay") if ".tmp-" in p.name]
+
+
+def expected_resume(run: Path) -> tuple[int | None, bool]:
+    """The step a correct resume picks and whether with its replay, judged from the files
+    alone: committed step directories appear by rename, so after a kill they are whole; the
+    newest one with a snapshot wins, else the newest one (with an empty replay)."""
+    committed = {int(p.name) for p in entries(run / "checkpoints") if p.name.isdigit()}
+    paired = committed & {int(p.name) for p in entries(run / "replay") if p.name.isdigit()}
+    return max(paired or committed, default=None), bool(paired)
+
+
+@pytest.fixture(scope="session")
+def jax_cache(tmp_path_factory) -> Path:
+    """Beside pytest's numbered temporary directories, so it outlives a session: a rerun
+    starts each training process in seconds instead of compiling for a minute."""
+    return tmp_path_factory.getbasetemp().parent / "tempest-jax-compile-cache"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_sigkill_at_random_moments_always_resumes_the_last_complete_checkpoint(tmp_path,
+                                                                                jax_cache):
+    rng = np.random.default_rng(KILL_SEED)
+    run = tmp_path / "runs" / "kill"
+    first = ["--config", "smoke", "--set", f"run.dir={tmp_path / 'runs'}", "--set",
+             "run.name=kill", "--set", "run.checkpoint_interval_s=1", "--set",
+             "replay.snapshot=true", "--set", "replay.min_size=64", "--set",
+             "run.total_frames=0", "--set", "run.log_interval_s=0.5"]
+    resume = ["--resume", str(run)]
+    process = Round(first, tmp_path, 0, jax_cache)
+    frames = 0
+    interrupted_saves = 0
+    for index, moment in enumerate(KILL_MOMENTS, start=1):
+        deadline = time.monotonic() + (240 if index == 1 else 90)  # the first one compiles
+        if moment == "random":
+            time.sleep(rng.uniform(0.0, 2.0))
+        else:
+            seen: set[str] = set()
+            skip = int(rng.integers(0, 3))
+            while len(seen) <= skip:
+                assert time.monotonic() < deadline, f"no {moment} save seen:\n{process.log()}"
+                assert process.proc.poll() is None, f"train exited early:\n{process.log()}"
+                time.sleep(0.002)
+                seen.update(p.name for p in saving(run, moment))
+            time.sleep(rng.uniform(0.0, 0.02))  # somewhere inside the write
+        process.kill()
+        left = saving(run, "checkpoint") + saving(run, "snapshot")
+        interrupted_saves += bool(left)
+        want, with_replay = expected_resume(run)
+
+        process = Round(resume, tmp_path, index, jax_cache)
+        if want is None:  # killed before its first checkpoint: starts afresh
+            process.wait_for(re.compile(r"checkpoint \d+ started"), time.monotonic() + 90)
+            continue
+        resumed = process.wait_for(RESUMED, time.monotonic() + 90)
+        assert int(resumed[1]) == want, f"round {index} ({moment}):\n{process.log()}"
+        assert (resumed[3] != "empty replay") == with_replay, resumed[0]
+        assert int(resumed[2]) >= frames
+        frames = int(resumed[2])
+        for path in left:  # every interrupted save is reported (and cleared away)
+            assert f"removed {path}" in process.log()
+
+    process.kill()
+    want, with_replay = expected_resume(run)
+    final = Round([*resume, "--frames", "2000"], tmp_path, len(KILL_MOMENTS) + 1, jax_cache)
+    assert final.proc.wait(timeout=180) == 0, final.log()
+    resumed = RESUMED.search(final.log())
+    assert resumed and int(resumed[1]) == want and int(resumed[2]) >= frames
+    assert (resumed[3] != "empty replay") == with_replay
+    assert interrupted_saves >= 1  # at least one kill landed inside a save
