@@ -2,7 +2,8 @@
 # Installs tempest-jax into ./.venv on a fresh Debian 12 (or any Linux with Python >= 3.11).
 #   bash scripts/setup.sh          the package and its runtime dependencies
 #   bash scripts/setup.sh --test   also the test tools and the system packages the tests use
-#                                  (Lua 5.3/5.4 and MAME; installed with apt-get when root)
+#                                  (Lua 5.3/5.4, MAME and Chromium for the dashboard test;
+#                                  installed with apt-get when root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +34,7 @@ if ! "$PYTHON" -m venv --help >/dev/null 2>&1 || ! "$PYTHON" -c 'import ensurepi
     apt_install python3-venv
 fi
 if [ "$want_test" = 1 ]; then
-    apt_install lua5.3 lua5.4 mame
+    apt_install lua5.3 lua5.4 mame chromium
 fi
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv

@@ -1,20 +1,28 @@
-"""Greedy evaluation of a checkpoint on the simulator, beside the expert and a random policy.
+"""Greedy evaluation of a checkpoint beside the expert and a random policy.
 
-All three play the same games (same seed, so the same per-game randomness) from a new game to
-its first game over; the network acts greedily (argmax of expected Q, no exploration, no
-expert).
+On the simulator (`evaluate`) all three play the same games (same seed, so the same per-game
+randomness) from a new game to its first game over. Served to game clients (`evaluate_served`:
+MAME, or sim clients) the three take turns: each plays whole games (from the client's start of
+a real game to its return to attract mode) until it has finished the requested number. The
+network acts greedily (argmax of expected Q, no exploration, no expert).
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from tempest_jax import features as F
 from tempest_jax import learner as learner_lib
-from tempest_jax.checkpoint import Checkpointer
+from tempest_jax.checkpoint import Checkpointer, Restored
+from tempest_jax.config import ServerConfig
+from tempest_jax.protocol import FrameBatch
+from tempest_jax.server import GameServer, PolicyOutput
 from tempest_jax.sim import play
 
 POLICY_ORDER = ("network", "expert", "random")
@@ -40,26 +48,35 @@ def greedy_policy(learner: learner_lib.Learner):
     return policy
 
 
-def evaluate(path: str | Path, games: int, seed: int = 0, max_ticks: int = 100_000,
-             start_level: int = 1, show_progress: bool = True) -> dict:
-    """Summaries (sim.play.summary) of the network, the expert and a random policy."""
+def restore_latest(path: str | Path) -> tuple[learner_lib.Learner, Restored]:
+    """The learner and latest checkpoint of a run, with the config it was saved with."""
     checkpointer = Checkpointer(checkpoint_dir(path), async_save=False)
     try:
         cfg = checkpointer.saved_config()
         learner = learner_lib.make_learner(cfg)
-        restored = checkpointer.restore(learner, cfg)
+        return learner, checkpointer.restore(learner, cfg)
     finally:
         checkpointer.close()
+
+
+def _progress_bar(name: str, finished: int, games: int, detail: str) -> None:
+    bar = "#" * (30 * min(finished, games) // games)
+    print(f"\r{name:>8} [{bar:<30}] {min(finished, games)}/{games} games over, {detail}",
+          end="", file=sys.stderr, flush=True)
+
+
+def evaluate(path: str | Path, games: int, seed: int = 0, max_ticks: int = 100_000,
+             start_level: int = 1, show_progress: bool = True) -> dict:
+    """Summaries (sim.play.summary) of the network, the expert and a random policy."""
+    learner, restored = restore_latest(path)
     policies = {"network": greedy_policy(learner), "expert": "expert", "random": "random"}
     results = {"checkpoint": str(path), "step": restored.step,
                "frames": int(restored.counters.get("frames", 0)), "games": games,
-               "seed": seed}
+               "seed": seed, "env": "sim"}
     for name in POLICY_ORDER:
         def progress(ticks, finished, name=name):
             if show_progress:
-                bar = "#" * (30 * finished // games)
-                print(f"\r{name:>8} [{bar:<30}] {finished}/{games} games over, "
-                      f"{ticks:,} ticks", end="", file=sys.stderr, flush=True)
+                _progress_bar(name, finished, games, f"{ticks:,} ticks")
 
         stats = play.play(policies[name], games, max_ticks=max_ticks, seed=seed,
                           start_level=start_level, params=restored.train_state.params,
@@ -67,4 +84,113 @@ def evaluate(path: str | Path, games: int, seed: int = 0, max_ticks: int = 100_0
         if show_progress:
             print(file=sys.stderr)
         results[name] = play.summary(jax.device_get(stats))
+    return results
+
+
+class ServedPolicy:
+    """The server's policy during a served evaluation: `mode` is one of POLICY_ORDER."""
+
+    def __init__(self, learner: learner_lib.Learner, params, seed: int = 0):
+        self.learner = learner
+        self.params = params
+        self.mode = POLICY_ORDER[0]
+        self._rng = np.random.default_rng(seed)
+
+    def __call__(self, client_ids: np.ndarray, batch: FrameBatch) -> PolicyOutput:
+        n = len(batch)
+        if self.mode == "network":
+            joint = np.asarray(self.learner.greedy_actions(self.params, batch.state))
+        elif self.mode == "expert":
+            joint = F.expert_joint_action(batch.expert_target, batch.player_seg,
+                                          batch.is_open != 0, batch.expert_fire,
+                                          batch.expert_zap)
+        else:
+            joint = self._rng.integers(0, F.NUM_ACTIONS, n)
+        return PolicyOutput(joint=np.asarray(joint, np.int32),
+                            is_expert=np.full(n, self.mode == "expert"))
+
+
+class GameRecorder:
+    """The server's sink during a served evaluation: per client, the game in progress, from
+    its start (game mode's real-game bit set) to game over (the bit cleared). A game counts
+    only if it started under the current policy; a client that leaves loses its game."""
+
+    def __init__(self):
+        self.games: list[dict] = []
+        self._current: dict[int, dict] = {}  # client id -> the game it is playing
+        self._in_game: dict[int, bool] = {}
+        self.frames = 0
+
+    def restart(self) -> None:
+        """A new policy takes over: games in progress began under the old one."""
+        self.games = []
+        self._current.clear()
+
+    def push(self, client_ids: np.ndarray, batch: FrameBatch, output: PolicyOutput) -> None:
+        real = (batch.game_mode & F.GAME_MODE_REAL_GAME_BIT) != 0
+        self.frames += len(client_ids)
+        for row, client in enumerate(client_ids.tolist()):
+            was_in_game = self._in_game.get(client)
+            self._in_game[client] = bool(real[row])
+            if real[row] and was_in_game is False:
+                self._current[client] = {"score": 0, "level": 0, "deaths": 0,
+                                         "death_level_sum": 0, "ticks": 0}
+            game = self._current.get(client)
+            if game is None:
+                continue
+            if real[row]:
+                level = int(batch.level[row]) + 1
+                game["score"] = int(batch.score[row])
+                game["level"] = max(game["level"], level)
+                game["ticks"] += 1
+                if batch.done[row]:
+                    game["deaths"] += 1
+                    game["death_level_sum"] += level
+            else:
+                self.games.append(self._current.pop(client))
+
+    def disconnect(self, client_id: int) -> None:
+        self._current.pop(client_id, None)
+        self._in_game.pop(client_id, None)
+
+
+def evaluate_served(path: str | Path, games: int, server_cfg: ServerConfig, seed: int = 0,
+                    timeout_s: float = 3600.0, show_progress: bool = True,
+                    on_listening=None) -> dict:
+    """Serve the network, then the expert, then a random policy to the clients that connect
+    (MAME or sim clients) until each has finished `games` whole games. `on_listening(address)`
+    is called once the server listens."""
+    learner, restored = restore_latest(path)
+    policy = ServedPolicy(learner, restored.train_state.params, seed)
+    recorder = GameRecorder()
+    server = GameServer(server_cfg, policy, recorder)
+    results = {"checkpoint": str(path), "step": restored.step,
+               "frames": int(restored.counters.get("frames", 0)), "games": games,
+               "seed": seed, "env": "mame"}
+    if show_progress:
+        host, port = server.address[:2]
+        print(f"serving the evaluation on {host}:{port}; connect MAME or sim clients",
+              file=sys.stderr)
+    if on_listening is not None:
+        on_listening(server.address)
+    deadline = time.monotonic() + timeout_s
+    try:
+        for name in POLICY_ORDER:
+            policy.mode = name
+            recorder.restart()
+            while len(recorder.games) < games:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name}: {len(recorder.games)} of {games} games "
+                                       f"finished in {timeout_s:.0f} s")
+                server.poll(0.05)
+                if show_progress:
+                    _progress_bar(name, len(recorder.games), games,
+                                  f"{server.stats.clients_connected} clients")
+            if show_progress:
+                print(file=sys.stderr)
+            finished = recorder.games[:games]
+            stats = {key: np.asarray([g[key] for g in finished]) for key in finished[0]}
+            results[name] = play.summary({"finished": np.ones(games, bool), **stats})
+    finally:
+        server.close()
     return results

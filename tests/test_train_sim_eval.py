@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
+from tempest_jax import protocol as P
+from tempest_jax.bench.protocol_bench import random_wire_frames
 from tempest_jax.cli import main
-from tempest_jax.config import load_config
-from tempest_jax.evaluate import evaluate
+from tempest_jax.clients import ClientPool
+from tempest_jax.config import ServerConfig, load_config
+from tempest_jax.evaluate import GameRecorder, evaluate, evaluate_served
 from tempest_jax.metrics import RunDir, read_metrics
 from tempest_jax.train import Trainer
 
@@ -44,6 +51,66 @@ def test_eval_plays_network_expert_and_random_on_the_same_games(sim_run, capsys)
                  "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["expert"] == results["expert"] and printed["network"] == results["network"]
+
+
+def scripted_games(games: int, seed: int) -> list[bytes]:
+    """Wire frames of back-to-back scripted games: two attract-mode frames, six real-game
+    frames at level index 4 with one death, score 1234 at game over."""
+    real = ([False, False] + [True] * 6) * games
+    batch = P.decode_wire(random_wire_frames(len(real), seed))
+    header = dict(batch.header)
+    header["game_mode"] = np.where(real, 0x80, 0)
+    header["done"] = np.tile([0, 0, 0, 0, 1, 0, 0, 0], games)
+    header["score"] = np.full(len(real), 1234)
+    header["level"] = np.full(len(real), 4)
+    wire = P.encode_frames(header, batch.state)
+    return [wire[i: i + P.FRAME_WIRE_SIZE] for i in range(0, len(wire), P.FRAME_WIRE_SIZE)]
+
+
+def test_served_eval_counts_whole_games_of_each_policy(sim_run):
+    _, run_dir = sim_run
+    streams = [scripted_games(40, seed) for seed in range(2)]
+
+    def play_against(address):
+        def play():
+            pool = ClientPool(address, len(streams))
+            with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+                for tick in range(len(streams[0])):
+                    pool.exchange([stream[tick] for stream in streams])
+            pool.close()
+        threading.Thread(target=play, daemon=True).start()
+
+    results = evaluate_served(run_dir.path, games=3, server_cfg=ServerConfig(port=0),
+                              timeout_s=60, show_progress=False, on_listening=play_against)
+    assert results["env"] == "mame"
+    for policy in ("network", "expert", "random"):
+        summary = results[policy]
+        assert summary["games"] == 3 and summary["finished"] == 3
+        assert summary["mean_score"] == 1234 and summary["max_level"] == 5
+        assert summary["frames_per_life"] == 6 and summary["mean_death_level"] == 5
+
+
+def test_game_recorder_counts_only_games_started_under_the_current_policy():
+    recorder = GameRecorder()
+
+    def frames(ids, real, done=0, score=100, level=0):
+        n = len(ids)
+        header = {"game_mode": np.where(np.asarray(real), 0x80, 0).astype(np.uint8),
+                  "done": np.full(n, done, np.uint8), "score": np.full(n, score, np.uint32),
+                  "level": np.full(n, level, np.uint8)}
+        recorder.push(np.asarray(ids), SimpleNamespace(**header), None)
+
+    frames([0, 1], [True, False])      # client 0 joined mid-game: not counted
+    frames([0, 1], [True, True])       # client 1 starts a game
+    frames([0, 1], [True, True], done=1, level=2)
+    frames([0, 1], [False, False], score=700)
+    assert recorder.games == [{"score": 100, "level": 3, "deaths": 1, "death_level_sum": 3,
+                               "ticks": 2}]
+    frames([0, 1], [True, True])       # both start games ...
+    recorder.restart()                 # ... under the old policy: not counted
+    frames([0], [False])
+    recorder.disconnect(1)
+    assert recorder.games == []
 
 
 def test_plot_draws_the_runs_curves(sim_run, tmp_path):

@@ -1,12 +1,18 @@
-"""Evaluate a checkpoint: greedy play on the simulator beside the expert and a random policy.
+"""Evaluate a checkpoint: greedy play beside the expert and a random policy.
 
 CHECKPOINT is a run directory (runs/NAME) or its checkpoints/ directory; the latest checkpoint
-and the config it was saved with are used. Every policy plays the same games (same seed) from
-a new game to its first game over.
+and the config it was saved with are used.
+
+--env sim (default): every policy plays the same simulator games (same seed) from a new game to
+its first game over.
+--env mame: a game server (server.* settings of the checkpoint's config, or --set) serves the
+network, then the expert, then a random policy to the MAME (or sim) clients that connect; each
+policy plays --episodes whole games, counted from a game's start to its game over.
 
 Examples:
   tempest-jax eval runs/20261123-201500 --episodes 100
   tempest-jax eval runs/my-run --episodes 100 --seed 3 --json
+  tempest-jax eval runs/my-run --env mame --episodes 20 --set server.port=9999
 """
 
 from __future__ import annotations
@@ -22,17 +28,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-ticks", type=int, default=100_000,
                         help="stop games still running after this many ticks")
     parser.add_argument("--start-level", type=int, default=1)
+    parser.add_argument("--env", choices=("sim", "mame"), default="sim",
+                        help="simulator games (default) or served to MAME/sim clients")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE",
+                        help="with --env mame: server settings, e.g. server.port=9999")
+    parser.add_argument("--timeout", type=float, default=3600.0,
+                        help="with --env mame: give up after this many seconds")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:
     from tempest_jax.bench.report import table
-    from tempest_jax.evaluate import POLICY_ORDER, evaluate
+    from tempest_jax.evaluate import POLICY_ORDER, evaluate, evaluate_served
 
     if args.episodes < 1:
         raise SystemExit("tempest-jax eval: --episodes must be >= 1")
-    results = evaluate(args.checkpoint, args.episodes, seed=args.seed, max_ticks=args.max_ticks,
-                       start_level=args.start_level, show_progress=not args.json)
+    if args.env == "mame":
+        results = evaluate_served(args.checkpoint, args.episodes, _server_config(args),
+                                  seed=args.seed, timeout_s=args.timeout,
+                                  show_progress=not args.json)
+    else:
+        if args.overrides:
+            raise SystemExit("tempest-jax eval: --set applies to --env mame only")
+        results = evaluate(args.checkpoint, args.episodes, seed=args.seed,
+                           max_ticks=args.max_ticks, start_level=args.start_level,
+                           show_progress=not args.json)
     if args.json:
         print(json.dumps(results))
         return 0
@@ -48,7 +69,28 @@ def run(args: argparse.Namespace) -> int:
                                   for p in POLICY_ORDER)))
         else:
             rows.append((title, *(results[p][key] for p in POLICY_ORDER)))
+    where = f"seed {args.seed}" if args.env == "sim" else "served to game clients"
     print(f"checkpoint {results['checkpoint']} (update {results['step']:,}, "
-          f"{results['frames']:,} frames), {args.episodes} games, seed {args.seed}")
+          f"{results['frames']:,} frames), {args.episodes} games, {where}")
     print(table(rows, ("figure", *POLICY_ORDER)))
     return 0
+
+
+def _server_config(args: argparse.Namespace):
+    """The checkpoint's server settings with --set overrides (server.* keys only)."""
+    from tempest_jax.checkpoint import Checkpointer
+    from tempest_jax.config import parse_override
+    from tempest_jax.evaluate import checkpoint_dir
+
+    checkpointer = Checkpointer(checkpoint_dir(args.checkpoint), async_save=False)
+    try:
+        cfg = checkpointer.saved_config()
+    finally:
+        checkpointer.close()
+    changes = {}
+    for text in args.overrides:
+        section, key, value = parse_override(text)
+        if section != "server":
+            raise SystemExit(f"tempest-jax eval: --set {text}: only server.* keys apply")
+        changes[key] = value
+    return cfg.replace(server=changes).server
