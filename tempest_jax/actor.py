@@ -12,6 +12,7 @@ server's batched inference, so the two sources act identically.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import chex
@@ -92,22 +93,38 @@ class ParamStore:
             return self._params, self._version
 
 
+# Columns of the server's packed per-row input and scalar input (one host transfer each).
+ROW_EXPERT_JOINT, ROW_EXPERT_ZAP, ROW_GAMESTATE = range(3)
+SCALAR_FRAMES, SCALAR_EPSILON, SCALAR_EXPERT_RATIO, SCALAR_PULSE = range(4)
+# The packed output: joint action in the low byte, is_expert above it.
+IS_EXPERT_BIT = 8
+
+
 def make_act_fn(learner: Learner, cfg: ScheduleConfig):
-    """A jitted, device-parallel act(params, key, obs, expert_joint, expert_zap, gamestate,
-    frames, overrides) -> (joint, is_expert) over a batch whose size is a multiple of the
-    learner's device count."""
+    """A jitted, device-parallel act(params, key, obs, rows, scalars) -> (next key, packed)
+    over a batch whose size is a multiple of the learner's device count.
 
-    def act(params, key, obs, expert_joint, expert_zap, gamestate, frames, overrides):
-        q = expected_q(learner.network.apply(params, obs.astype(jnp.float32)),
-                       jnp.asarray(learner.support))
+    Inputs are packed so one call costs three small host-to-device copies and one copy back:
+    `rows` (B, 3) int32 holds the expert's joint action, its zap flag and the game state;
+    `scalars` (4,) float32 the global frame count and the operator overrides. The PRNG key
+    stays on the device between calls. `packed` is joint | is_expert << IS_EXPERT_BIT.
+    """
+
+    def act(params, key, obs, rows, scalars):
+        key, act_key = jax.random.split(key)
+        q = expected_q(learner.network.apply(params, obs), jnp.asarray(learner.support))
         greedy = jnp.argmax(q, axis=-1).astype(jnp.int32)
-        return select_actions(key, greedy, expert_joint, expert_zap, gamestate, frames,
-                              overrides, cfg)
+        overrides = Overrides(scalars[SCALAR_EPSILON], scalars[SCALAR_EXPERT_RATIO],
+                              scalars[SCALAR_PULSE] > 0)
+        joint, is_expert = select_actions(
+            act_key, greedy, rows[:, ROW_EXPERT_JOINT], rows[:, ROW_EXPERT_ZAP],
+            rows[:, ROW_GAMESTATE], scalars[SCALAR_FRAMES], overrides, cfg)
+        return key, joint | (is_expert.astype(jnp.int32) << IS_EXPERT_BIT)
 
-    rows, replicated = learner.rows, learner.replicated
-    return jax.jit(act, in_shardings=(replicated, replicated, rows, rows, rows, rows,
-                                      replicated, replicated),
-                   out_shardings=(rows, rows))
+    # This process's devices only: serving never waits for another process.
+    rows, replicated = learner.inference_rows, learner.inference_replicated
+    return jax.jit(act, in_shardings=(replicated, replicated, rows, rows, replicated),
+                   out_shardings=(replicated, rows), donate_argnums=(1,))
 
 
 def bucket_size(n: int, multiple: int) -> int:
@@ -119,31 +136,44 @@ def bucket_size(n: int, multiple: int) -> int:
 
 class ServerPolicy:
     """The server's policy: batched, jitted, device-parallel inference with the schedules
-    driven by the global frame count (every frame served counts)."""
+    driven by the global frame count (every frame served counts). `overrides` is called once
+    per batch for the operator's current settings."""
 
     def __init__(self, learner: Learner, params: ParamStore, cfg: ScheduleConfig,
-                 seed: int = 0, frames: int = 0):
+                 seed: int = 0, frames: int = 0,
+                 overrides: Callable[[], Overrides] = Overrides):
         self.learner = learner
         self.params = params
         self.cfg = cfg
         self.frames = frames
-        self.overrides = Overrides()
+        self.overrides = overrides
         self._act = make_act_fn(learner, cfg)
-        self._key = jax.random.key(seed)
+        self._key = jax.device_put(jax.random.key(seed), learner.inference_replicated)
+        self._inputs: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per padded size
+
+    def _buffers(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Reused host input buffers for one padded size (safe to refill: every call waits
+        for its result before returning)."""
+        if size not in self._inputs:
+            self._inputs[size] = (np.zeros((size, self.learner.obs_size), np.float32),
+                                  np.zeros((size, 3), np.int32))
+        return self._inputs[size]
 
     def __call__(self, client_ids: np.ndarray, batch: FrameBatch) -> PolicyOutput:
         n = len(batch)
-        size = bucket_size(n, self.learner.num_devices)
-        expert = F.expert_joint_action(batch.expert_target, batch.player_seg,
-                                       batch.is_open != 0, batch.expert_fire, batch.expert_zap)
-        pad = ((0, size - n),)
-        obs = np.pad(batch.state, (*pad, (0, 0)))
-        self._key, key = jax.random.split(self._key)
+        obs, rows = self._buffers(bucket_size(n, self.learner.num_local_devices))
+        obs[:n] = batch.state
+        rows[:n, ROW_EXPERT_JOINT] = F.expert_joint_action(
+            batch.expert_target, batch.player_seg, batch.is_open != 0, batch.expert_fire,
+            batch.expert_zap)
+        rows[:n, ROW_EXPERT_ZAP] = batch.expert_zap
+        rows[:n, ROW_GAMESTATE] = batch.gamestate
+        overrides = self.overrides()
+        scalars = np.array([self.frames, overrides.epsilon, overrides.expert_ratio,
+                            overrides.pulse], np.float32)
         params, _ = self.params.get()
-        joint, is_expert = self._act(
-            params, key, obs, np.pad(expert.astype(np.int32), pad),
-            np.pad(batch.expert_zap.astype(np.int32), pad),
-            np.pad(batch.gamestate.astype(np.int32), pad), np.float32(self.frames),
-            self.overrides.as_arrays())
+        self._key, packed = self._act(params, self._key, obs, rows, scalars)
+        packed = np.asarray(packed)[:n]
         self.frames += n
-        return PolicyOutput(joint=np.asarray(joint)[:n], is_expert=np.asarray(is_expert)[:n])
+        return PolicyOutput(joint=packed & ((1 << IS_EXPERT_BIT) - 1),
+                            is_expert=(packed >> IS_EXPERT_BIT).astype(bool))

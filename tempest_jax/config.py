@@ -217,6 +217,32 @@ class RunConfig(_Section):
 
 
 @dataclass(frozen=True)
+class DistributedConfig(_Section):
+    """Multi-host training on JAX's distributed runtime (`jax.distributed.initialize`).
+
+    Empty/negative values are detected from the environment where JAX can (Cloud TPU VMs,
+    SLURM, Open MPI, Kubernetes) or read from JAX_COORDINATOR_ADDRESS and friends."""
+
+    SECTION = "distributed"
+    enabled: bool = _opt(False, doc="join a multi-process run (also: train --distributed)")
+    coordinator_address: str = _opt("", doc="host:port of process 0's coordinator; empty = "
+                                     "detect (TPU, SLURM, MPI) or $JAX_COORDINATOR_ADDRESS")
+    num_processes: int = _opt(0, lo=0, hi=65536, doc="processes in the job; 0 = detect")
+    process_id: int = _opt(-1, lo=-1, hi=65535, doc="this process's index; -1 = detect")
+    local_device_ids: str = _opt("", doc="comma-separated local accelerator ids this process "
+                                 "uses; empty = all (or one per process under SLURM/MPI)")
+    cluster_detection: str = _opt("auto", choices=("auto", "none", "slurm", "ompi", "mpi4py",
+                                                   "gcetpu", "gketpu"),
+                                  doc="JAX's cluster detection method; none = explicit only")
+    initialization_timeout_s: int = _opt(300, lo=1, doc="wait this long for all processes")
+    heartbeat_timeout_s: int = _opt(100, lo=1, doc="a silent process is declared dead after "
+                                    "this; the others then exit with an error")
+    shutdown_timeout_s: int = _opt(300, lo=1, doc="wait this long at exit for the others")
+    collective_timeout_s: float = _opt(600.0, lo=1.0, doc="a step's collective that has not "
+                                       "returned after this ends the process with an error")
+
+
+@dataclass(frozen=True)
 class Config:
     env: EnvConfig = field(default_factory=EnvConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
@@ -227,6 +253,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self):
         if self.network.v_min >= self.network.v_max:

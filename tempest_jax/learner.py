@@ -16,7 +16,10 @@ One update (reference/learner.md §3, with the fixes of §12):
 
 `update_many` runs K such updates in one dispatch with `lax.scan` over K pre-sampled batches.
 Parallelism is `jax.jit` with `NamedSharding` over a one-axis device mesh: parameters are
-replicated, batch rows are split across devices, and XLA inserts the gradient all-reduce.
+replicated, batch rows are split across devices, and XLA inserts the gradient all-reduce. With
+several processes (`tempest_jax.distributed`) the mesh spans every process's devices: each
+process passes its own rows of the global batch and gets back its rows' priorities, while
+inference runs on its local devices only.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from tempest_jax import schedules
+from tempest_jax import distributed, schedules
 from tempest_jax.config import Config
 from tempest_jax.features import JOINT_SPINNER, NUM_ACTIONS, STATE_SIZE
 from tempest_jax.networks import TempestNetwork, param_count
@@ -172,15 +175,17 @@ def make_loss_fn(apply_fn: Callable[[Params, jax.Array], jax.Array], support: np
 
 def make_train_step(loss_fn, optimizer: optax.GradientTransformation,
                     lr_schedule: optax.Schedule, target_update: int):
-    """The pure update `step(state, batch, bc_weight) -> (state, metrics, priorities)`."""
+    """The pure update `step(state, batch, bc_weight, lr_scale) -> (state, metrics,
+    priorities)`; `lr_scale` multiplies the scheduled learning rate (the operator's L/l keys)."""
 
-    def step(state: TrainState, batch: Batch, bc_weight) -> tuple[TrainState, dict, jax.Array]:
+    def step(state: TrainState, batch: Batch, bc_weight,
+             lr_scale=1.0) -> tuple[TrainState, dict, jax.Array]:
         (loss, (aux, cross_entropy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, state.target_params, batch, bc_weight)
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 
-        lr = lr_schedule(state.step)
+        lr = lr_schedule(state.step) * lr_scale
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, jax.tree.map(lambda u: -lr * u, updates))
         keep_if_finite = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o),
@@ -212,10 +217,14 @@ def make_optimizer(grad_clip: float, adam_eps: float) -> optax.GradientTransform
 
 
 class Learner:
-    """Initialisation, updates and inference for one network, data-parallel over `devices`.
+    """Initialisation, updates and inference for one network, data-parallel over `devices`
+    (default: every device of every process).
 
     Parameters are replicated on a one-axis mesh; batch rows are split across its devices, so
-    the batch size must be a multiple of the device count. `params` are never donated, so a
+    the batch size must be a multiple of the device count. With several processes each one
+    passes its `local_batch_rows` share to `update`/`update_many` (all processes call them in
+    the same order), and inference (`q_values`, `greedy_actions`, `inference_params`) uses only
+    this process's devices. `params` are never donated, so a
     params pytree published to an actor thread stays valid while later updates run; the rest of
     the train state is donated to the update that consumes it.
     """
@@ -235,14 +244,25 @@ class Learner:
                              else np.arange(num_actions))
         chex.assert_shape(np.asarray(action_groups), (num_actions,))
 
-        devices = list(devices) if devices is not None else jax.local_devices()
+        devices = list(devices) if devices is not None else jax.devices()
         self.mesh = jax.make_mesh((len(devices),), (DATA_AXIS,),
                                   axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
         self.num_devices = len(devices)
         replicated = NamedSharding(self.mesh, P())
         rows = NamedSharding(self.mesh, P(DATA_AXIS))
         k_rows = NamedSharding(self.mesh, P(None, DATA_AXIS))
-        self.replicated, self.rows = replicated, rows
+        self.replicated, self.rows, self.k_rows = replicated, rows, k_rows
+        # Inference never leaves this process: a mesh over its own devices (the same mesh
+        # when every device is local).
+        self.local_devices = [d for d in devices if d.process_index == jax.process_index()]
+        self.num_local_devices = len(self.local_devices)
+        self.multi_process = self.num_local_devices < self.num_devices
+        self.local_mesh = (jax.make_mesh((self.num_local_devices,), (DATA_AXIS,),
+                                         axis_types=(jax.sharding.AxisType.Auto,),
+                                         devices=self.local_devices)
+                           if self.multi_process else self.mesh)
+        self.inference_replicated = NamedSharding(self.local_mesh, P())
+        self.inference_rows = NamedSharding(self.local_mesh, P(DATA_AXIS))
 
         self.optimizer = make_optimizer(cfg.learner.grad_clip, cfg.learner.adam_eps)
         self.lr_schedule = lambda step: schedules.learning_rate(step, cfg.learner)
@@ -256,12 +276,13 @@ class Learner:
                                in_shardings=(replicated, replicated, rows, replicated),
                                out_shardings=(replicated, replicated, replicated, rows))
         self._update_many = jax.jit(self._update_many_split, donate_argnums=(1,),
-                                    in_shardings=(replicated, replicated, k_rows, replicated),
+                                    in_shardings=(replicated, replicated, k_rows, replicated,
+                                                  replicated),
                                     out_shardings=(replicated, replicated, replicated, k_rows))
-        self._q_values = jax.jit(self._q_values_fn, in_shardings=(replicated, rows),
-                                 out_shardings=rows)
-        self._greedy = jax.jit(self._greedy_fn, in_shardings=(replicated, rows),
-                               out_shardings=rows)
+        self._q_values = jax.jit(self._q_values_fn, in_shardings=(
+            self.inference_replicated, self.inference_rows), out_shardings=self.inference_rows)
+        self._greedy = jax.jit(self._greedy_fn, in_shardings=(
+            self.inference_replicated, self.inference_rows), out_shardings=self.inference_rows)
 
     # -- pure functions behind the jitted entry points ------------------------------------------
 
@@ -279,9 +300,9 @@ class Learner:
                                                      bc_weight)
         return state.params, state._replace(params=None), metrics, priorities
 
-    def _update_many_split(self, params, rest: TrainState, batches: Batch, bc_weight):
+    def _update_many_split(self, params, rest: TrainState, batches: Batch, bc_weight, lr_scale):
         def body(state, batch):
-            state, metrics, priorities = self.train_step(state, batch, bc_weight)
+            state, metrics, priorities = self.train_step(state, batch, bc_weight, lr_scale)
             return state, (metrics, priorities)
 
         state, (metrics, priorities) = jax.lax.scan(body, rest._replace(params=params), batches)
@@ -305,17 +326,25 @@ class Learner:
         """One update: (new state, scalar metrics, (B,) new priorities). `state` (except its
         params) is consumed."""
         self._check_batch(batch, leading=())
+        if self.multi_process:
+            batch = distributed.global_batch(batch, self.rows)
         params, rest, metrics, priorities = self._update(
-            state.params, state._replace(params=None), batch, jnp.float32(bc_weight))
+            state.params, state._replace(params=None), batch, np.float32(bc_weight))
         return rest._replace(params=params), metrics, priorities
 
-    def update_many(self, state: TrainState, batches: Batch, bc_weight: float
+    def update_many(self, state: TrainState, batches: Batch, bc_weight: float,
+                    lr_scale: float = 1.0
                     ) -> tuple[TrainState, dict[str, jax.Array], jax.Array]:
         """K updates in one dispatch over batches with a leading K axis: (new state, (K,)
-        metrics, (K, B) priorities). `state` (except its params) is consumed."""
+        metrics, (K, B) priorities). `state` (except its params) is consumed. `lr_scale`
+        multiplies the scheduled learning rate (a traced value: changing it never recompiles)."""
         self._check_batch(batches, leading=(batches.obs.shape[0],))
+        if self.multi_process:
+            batches = distributed.global_batch(batches, self.k_rows)
+        # Host scalars: with several processes a jitted call takes them as one global value.
         params, rest, metrics, priorities = self._update_many(
-            state.params, state._replace(params=None), batches, jnp.float32(bc_weight))
+            state.params, state._replace(params=None), batches, np.float32(bc_weight),
+            np.float32(lr_scale))
         return rest._replace(params=params), metrics, priorities
 
     def q_values(self, params: Params, obs) -> jax.Array:
@@ -331,11 +360,24 @@ class Learner:
     def param_count(self, state: TrainState) -> int:
         return param_count(state.params)
 
+    @property
+    def local_batch_rows(self) -> int:
+        """This process's rows of each global batch of `learner.batch_size`."""
+        return self.cfg.learner.batch_size * self.num_local_devices // self.num_devices
+
+    def inference_params(self, params: Params) -> Params:
+        """`params` as arrays on this process's devices only, for inference that must not
+        wait for the other processes."""
+        if not self.multi_process:
+            return params
+        return distributed.local_copy(params, self.inference_replicated)
+
     def _pad_rows(self, obs):
-        """Pad the rows to a multiple of the device count (inference batches have any size)."""
+        """Pad the rows to a multiple of the local device count (inference batches have any
+        size)."""
         chex.assert_rank(obs, 2)
         size = obs.shape[0]
-        short = -size % self.num_devices
+        short = -size % self.num_local_devices
         if short:
             xp = jnp if isinstance(obs, jax.Array) else np
             obs = xp.concatenate([obs, xp.zeros((short, obs.shape[1]), obs.dtype)])
@@ -346,9 +388,10 @@ class Learner:
         chex.assert_shape([batch.obs, batch.next_obs], (*leading, rows, self.obs_size))
         chex.assert_shape([batch.action, batch.reward, batch.discount, batch.is_expert,
                            batch.weight], (*leading, rows))
-        if rows % self.num_devices:
-            raise ValueError(f"batch size {rows} is not a multiple of the {self.num_devices} "
-                             f"devices the learner splits it over")
+        if rows % self.num_local_devices:
+            raise ValueError(f"batch size {rows} is not a multiple of the "
+                             f"{self.num_local_devices} devices the learner splits it over"
+                             + (" in this process" if self.multi_process else ""))
 
 
 def make_learner(cfg: Config, network: nn.Module | None = None, obs_size: int = STATE_SIZE,

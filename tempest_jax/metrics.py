@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import collections
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -24,11 +26,13 @@ EPISODE_HISTORY = 100_000
 
 
 class RunDir:
-    """`runs/NAME/` with the resolved config, a metrics JSONL file and checkpoints."""
+    """`runs/NAME/` with the resolved config, a metrics JSONL file, checkpoints and replay
+    snapshots."""
 
     def __init__(self, path: Path):
         self.path = path
         self.checkpoints = path / "checkpoints"
+        self.replay_snapshots = path / "replay"
         self.metrics_file = path / "metrics.jsonl"
         self.config_file = path / "config.toml"
 
@@ -115,9 +119,10 @@ class EpisodeStats:
 
 
 class MetricsLog:
-    """Appends one JSON object per line; thread-safe; keeps the latest record in memory."""
+    """Appends one JSON object per line; thread-safe; keeps the latest record in memory.
+    With no path (a process other than 0 of a distributed run) it only keeps the latest."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path | None):
         self.path = path
         self._lock = threading.Lock()
         self.latest: dict = {}
@@ -126,6 +131,8 @@ class MetricsLog:
         line = json.dumps(record, separators=(",", ":"), default=float)
         with self._lock:
             self.latest = record
+            if self.path is None:
+                return
             with self.path.open("a") as f:
                 f.write(line + "\n")
 
@@ -162,3 +169,28 @@ def format_row(record: dict) -> str:
         width = len(fmt.format(0))
         cells.append(fmt.format(value) if isinstance(value, (int, float)) else "-".rjust(width))
     return " ".join(cells)
+
+
+DETAIL_FIELDS = (("loss", "loss", "{:.4f}"), ("rl", "rl_loss", "{:.4f}"),
+                 ("bc", "bc_loss", "{:.4f}"), ("bc_w", "bc_weight", "{:.3f}"),
+                 ("grad", "grad_norm", "{:.3f}"), ("q_min", "q_min", "{:.2f}"),
+                 ("q_max", "q_max", "{:.2f}"), ("agree", "agreement", "{:.3f}"),
+                 ("lr", "lr", "{:.2e}"), ("lr_scale", "lr_scale", "{:g}"),
+                 ("beta", "beta", "{:.3f}"), ("ratio", "replay_ratio", "{:.2f}"),
+                 ("skipped", "skipped", "{:.2f}"), ("p99_ms", "latency_ms_p99", "{:.2f}"),
+                 ("drops", "drops", "{:.0f}"))
+
+
+def print_lines(lines: list[str], out: TextIO | None = None) -> None:
+    """Terminal lines in one write: `print` writes a line's text and its newline separately, so
+    a line printed from another thread (the keyboard's) could land between them."""
+    out = out if out is not None else sys.stdout
+    out.write("".join(line + "\n" for line in lines))
+    out.flush()
+
+
+def detail_row(record: dict) -> str:
+    """The learner's side of a record on one line (the verbose mode of the keyboard's `v`)."""
+    cells = [f"{name} {fmt.format(record[key])}" for name, key, fmt in DETAIL_FIELDS
+             if isinstance(record.get(key), (int, float))]
+    return "  " + "  ".join(cells)

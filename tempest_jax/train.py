@@ -28,13 +28,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tempest_jax import distributed, schedules, sim
 from tempest_jax import features as F
 from tempest_jax import learner as learner_lib
-from tempest_jax import schedules, sim
 from tempest_jax.actor import Overrides, ParamStore, ServerPolicy, select_actions
 from tempest_jax.checkpoint import Checkpointer
-from tempest_jax.config import Config
-from tempest_jax.metrics import EpisodeStats, MetricsLog, RunDir, format_row, header_row
+from tempest_jax.config import Config, ConfigError
+from tempest_jax.control import Controls
+from tempest_jax.dashboard import Dashboard, start_dashboard
+from tempest_jax.metrics import (
+    EpisodeStats,
+    MetricsLog,
+    RunDir,
+    detail_row,
+    format_row,
+    header_row,
+    print_lines,
+)
 from tempest_jax.replay import (
     Emission,
     NStepAccumulator,
@@ -42,25 +52,42 @@ from tempest_jax.replay import (
     ReplayBuffer,
     ReplayRatioLimiter,
     anneal_beta,
+    save_snapshot,
     scaled_reward,
 )
+from tempest_jax.replay.snapshot import prune_snapshots
+from tempest_jax.resume import find_resume_point
 from tempest_jax.server import GameServer, PolicyOutput
 
 log = logging.getLogger(__name__)
 HEADER_EVERY_ROWS = 30
+# With several processes: how long the learner thread waits for a batch before it joins the
+# next agreement anyway (the idle agreement rate).
+LOCKSTEP_POLL_S = 0.05
+# What each process tells the others at every agreement (integers, then floats).
+FACT_READY, FACT_STOP, FACT_SAVE, FACT_FRAMES, FACT_REPLAY, FACT_TRANSITIONS, FACT_CLIENTS = (
+    range(7))
+FLOAT_LR_SCALE = 0
+# Episode figures combined over processes: a mean of the processes that have one, or the max.
+MEAN_OVER_PROCESSES = ("reward_100k", "reward_1m", "reward_5m", "episode_reward",
+                       "episode_length", "score", "level", "expert_share")
+MAX_OVER_PROCESSES = ("score_max", "level_max")
 
 
 class Replay:
-    """The replay buffer with its single writer path: accumulator emissions → buffer → limiter."""
+    """The replay buffer with its single writer path: accumulator emissions → buffer → limiter.
+    `buffer` continues a restored one; `transitions` counts every transition ever stored."""
 
-    def __init__(self, cfg: Config, num_streams: int):
+    def __init__(self, cfg: Config, num_streams: int, buffer: ReplayBuffer | None = None,
+                 transitions: int = 0):
         self.cfg = cfg
-        self.buffer = ReplayBuffer.from_config(cfg.replay)
+        self.buffer = buffer if buffer is not None else ReplayBuffer.from_config(cfg.replay)
         self.limiter = ReplayRatioLimiter.from_config(
-            cfg.replay, slack=4 * cfg.learner.batch_size * cfg.learner.updates_per_dispatch)
+            cfg.replay, slack=4 * cfg.learner.batch_size * cfg.learner.updates_per_dispatch,
+            size=len(self.buffer))
         self.accumulator = NStepAccumulator.from_config(cfg.replay, num_streams,
                                                         first_serial=self.buffer.obs_written)
-        self.transitions = 0
+        self.transitions = transitions
 
     def add(self, emission: Emission) -> None:
         stored = self.buffer.add(emission)
@@ -76,6 +103,7 @@ class SimSource:
         self.num_games = cfg.env.num_games
         self.steps = cfg.env.rollout_steps
         self.state, self.frame = sim.reset(key, self.num_games, cfg.env.start_level)
+        self.start_level = cfg.env.start_level
         schedule = cfg.schedule
         support = jnp.asarray(learner.support)
         apply = learner.network.apply
@@ -103,6 +131,14 @@ class SimSource:
             return state, frame, outs
 
         self._rollout = jax.jit(rollout, donate_argnums=(1, 2))
+
+    def set_start_level(self, level: int) -> None:
+        """The 1-based level every game starts its next new game on."""
+        if level != self.start_level:
+            game = self.state.game
+            self.state = self.state.replace(game=game.replace(
+                start_level=jnp.full_like(game.start_level, level - 1)))
+            self.start_level = level
 
     def run(self, params, key, frames: int, overrides: Overrides) -> dict[str, np.ndarray]:
         """`steps` ticks of every game; arrays with leading shape (steps, num_games)."""
@@ -175,30 +211,69 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = run
         self.learner = learner_lib.make_learner(cfg)
+        self.lockstep = jax.process_count() > 1
+        if self.lockstep and cfg.replay.snapshot:
+            raise ConfigError("replay.snapshot is not supported with distributed training yet: "
+                              "every process has its own replay shard")
+        if cfg.learner.batch_size % self.learner.num_devices:
+            raise ConfigError(f"learner.batch_size ({cfg.learner.batch_size}) must be a "
+                              f"multiple of the {self.learner.num_devices} devices the learner "
+                              f"splits it over ({jax.process_count()} processes)")
         self.checkpointer = Checkpointer(run.checkpoints, keep=cfg.run.keep_checkpoints)
-        self.metrics = MetricsLog(run.metrics_file)
+        # Process 0 writes the run's metrics; the others keep their latest record in memory.
+        self.metrics = MetricsLog(run.metrics_file if distributed.is_primary() else None)
         key = jax.random.key(cfg.learner.seed)
+        # `frames` counts the run's frames: this process's plus the others' as of the last
+        # agreement (always 0 with one process).
+        self.local_frames = 0
+        self.peer_frames = 0
+        self.agreement = distributed.Agreement(cfg.distributed.collective_timeout_s)
+        self.watchdog = (distributed.Watchdog(cfg.distributed.collective_timeout_s)
+                         if self.lockstep else None)
+        self._agreed: tuple[np.ndarray, np.ndarray] | None = None
+        self._agreed_peer_frames = 0
+        self._episode_summary: dict[str, float] = {}
+        self._stop_requested = threading.Event()
+        self._save_requested = threading.Event()
         self.frames = 0
         self.updates = 0
         self.pulse_until = 0
         self.overrides = Overrides()
-        if resume and self.checkpointer.latest_step() is not None:
-            restored = self.checkpointer.restore(self.learner, cfg)
+        snapshots = run.replay_snapshots if cfg.replay.snapshot else None
+        found = find_resume_point(self.checkpointer, self.learner, cfg, snapshots,
+                                  repair=distributed.is_primary()) if resume else None
+        restored_replay, transitions = None, 0
+        if found is not None:
+            restored = found.restored
+            restored_replay = found.replay
+            transitions = int(restored.counters.get("transitions", 0))
             self.train_state = restored.train_state
             key = restored.rng if restored.rng is not None else key
             self.frames = int(restored.counters.get("frames", 0))
             self.updates = int(restored.counters.get("updates", 0))
             self.pulse_until = int(restored.counters.get("pulse_until", 0))
-            log.info("resumed %s at checkpoint %d: %d frames, %d updates", run.path,
-                     restored.step, self.frames, self.updates)
+            log.info("resumed %s at checkpoint %d: %d frames, %d updates, %s", run.path,
+                     restored.step, self.frames, self.updates,
+                     "empty replay" if restored_replay is None else
+                     f"{len(restored_replay)} transitions in replay")
         else:
             key, init_key = jax.random.split(key)
             self.train_state = self.learner.init(init_key)
+        if self.lockstep:
+            # Same learner state everywhere; the run's frames split over processes until the
+            # first agreement; each process acts and samples with its own key.
+            saved = self.local_frames
+            self.local_frames = saved // jax.process_count()
+            self.peer_frames = self._agreed_peer_frames = saved - self.local_frames
+            if jax.process_index() > 0:
+                key = jax.random.fold_in(key, jax.process_index())
         self.key = key
-        self.params = ParamStore(self.train_state.params)
+        self.params = ParamStore(self.learner.inference_params(self.train_state.params))
         self.param_count = learner_lib.param_count(self.train_state.params)
         streams = cfg.env.num_games if cfg.env.source == "sim" else cfg.server.max_clients
-        self.replay = Replay(cfg, streams)
+        self.replay = Replay(cfg, streams, restored_replay, transitions)
+        self._snapshot_lock = threading.Lock()
+        self._snapshot_thread: threading.Thread | None = None
         self.episodes = EpisodeStats(streams)
         self.training_enabled = threading.Event()
         self.training_enabled.set()
@@ -209,27 +284,79 @@ class Trainer:
         self._signal_handlers = install_signal_handlers
         self.source = None
         self.server: GameServer | None = None
+        self.controls = Controls(self)
+        self.dashboard: Dashboard | None = None
 
     # -- control ------------------------------------------------------------------------------
 
+    @property
+    def frames(self) -> int:
+        return self.local_frames + self.peer_frames
+
+    @frames.setter
+    def frames(self, value: int) -> None:
+        self.local_frames = value - self.peer_frames
+
     def stop(self) -> None:
-        self._stop.set()
+        """End the run (with several processes: all of them, at the next agreement)."""
+        if self.lockstep:
+            self._stop_requested.set()
+        else:
+            self._stop.set()
 
     def counters(self) -> dict[str, Any]:
+        transitions = self.replay.transitions
+        if self._agreed is not None:
+            transitions = int(self._agreed[0][:, FACT_TRANSITIONS].sum())
         return {"frames": self.frames, "updates": self.updates, "pulse_until": self.pulse_until,
-                "transitions": self.replay.transitions}
+                "transitions": transitions}
 
-    def save(self) -> int:
-        """Checkpoint now (the learner thread pauses between dispatches). Returns the step."""
+    def save(self) -> int | None:
+        """Checkpoint now (the learner thread pauses between dispatches). Returns the step;
+        with several processes, None: every process saves at the next agreement."""
+        if self.lockstep:
+            self._save_requested.set()
+            return None
+        return self._save_now()
+
+    def _save_now(self) -> int:
         with self._state_lock:
             step = self.updates
             if step in self.checkpointer.all_steps():
                 return step
-            self.key, save_key = jax.random.split(self.key)
+            # The key itself, not a split of it: a resumed run continues the same key stream.
             self.checkpointer.save(step, self.learner, self.train_state, self.counters(),
-                                   self.cfg, rng=save_key)
+                                   self.cfg, rng=self.key)
         log.info("checkpoint %d started (%d frames)", step, self.frames)
+        if self.cfg.replay.snapshot:
+            self._start_replay_snapshot(step)
         return step
+
+    def _start_replay_snapshot(self, step: int) -> None:
+        """Write the replay snapshot for checkpoint `step` on a thread. One at a time: every
+        checkpoint gets its snapshot, so a save waits here if the previous one is still going."""
+        with self._snapshot_lock:
+            self.wait_for_replay_snapshot()
+            self._snapshot_thread = threading.Thread(
+                target=self._write_replay_snapshot, args=(step,), name="replay-snapshot",
+                daemon=True)
+            self._snapshot_thread.start()
+
+    def _write_replay_snapshot(self, step: int) -> None:
+        root = self.run_dir.replay_snapshots
+        start = time.monotonic()
+        try:
+            save_snapshot(self.replay.buffer, root / str(step), checkpoint_step=step)
+            prune_snapshots(root, self.checkpointer.steps_on_disk())
+        except Exception:  # training goes on; a resume falls back to an older pair
+            log.exception("replay snapshot for checkpoint %d failed", step)
+            return
+        log.info("replay snapshot %d written in %.1f s", step, time.monotonic() - start)
+
+    def wait_for_replay_snapshot(self) -> None:
+        thread = self._snapshot_thread
+        if thread is not None:
+            thread.join()
 
     def current_overrides(self) -> Overrides:
         return self.overrides._replace(pulse=self.frames < self.pulse_until)
@@ -239,13 +366,15 @@ class Trainer:
     def _learn(self) -> None:
         cfg = self.cfg
         k = cfg.learner.updates_per_dispatch
-        prefetch = Prefetcher(self.replay.buffer, cfg.learner.batch_size,
+        # Each process samples its own rows of the global batch from its own replay shard.
+        prefetch = Prefetcher(self.replay.buffer, self.learner.local_batch_rows,
                               beta=lambda: anneal_beta(self.frames, cfg.replay),
-                              num_batches=k, seed=cfg.learner.seed + 1,
+                              num_batches=k, seed=distributed.process_seed(cfg.learner.seed + 1),
                               limiter=self.replay.limiter)
-        sums: dict[str, float] = {}
         try:
             with prefetch:
+                if self.lockstep:
+                    self._learn_in_lockstep(prefetch)
                 while not self._stop.is_set():
                     if not self.training_enabled.is_set():
                         self._stop.wait(0.05)
@@ -254,27 +383,100 @@ class Trainer:
                         batch = prefetch.get(timeout=0.2)
                     except TimeoutError:
                         continue
-                    device_batch = learner_lib.Batch(
-                        obs=batch.obs, action=batch.action.astype(np.int32),
-                        reward=batch.reward, discount=batch.discount, next_obs=batch.next_obs,
-                        is_expert=batch.is_expert, weight=batch.weight)
-                    bc_weight = float(schedules.bc_weight(self.frames, cfg.schedule))
-                    with self._state_lock:
-                        state, metrics, priorities = self.learner.update_many(
-                            self.train_state, device_batch, bc_weight)
-                        self.train_state = state
-                        priorities = np.asarray(priorities)
-                        self.updates += k
-                    self.replay.buffer.update_priorities(batch.index, priorities)
-                    for name, values in jax.device_get(metrics).items():
-                        sums[name] = float(np.mean(values))
-                    sums["bc_weight"] = bc_weight
-                    self._learner_metrics = dict(sums)
-                    if self.updates % cfg.learner.publish_interval < k:
-                        self.params.publish(state.params)
+                    self._dispatch(batch, float(schedules.bc_weight(self.frames, cfg.schedule)),
+                                   self.controls.lr_scale)
         except BaseException as e:  # surfaced by the main loop, which stops the run
             self._learner_error = e
             self._stop.set()
+
+    def _dispatch(self, batch, bc_weight: float, lr_scale: float) -> None:
+        """K updates on one prefetched batch; new priorities back into this process's replay."""
+        k = self.cfg.learner.updates_per_dispatch
+        device_batch = learner_lib.Batch(
+            obs=batch.obs, action=batch.action.astype(np.int32), reward=batch.reward,
+            discount=batch.discount, next_obs=batch.next_obs, is_expert=batch.is_expert,
+            weight=batch.weight)
+        with self._state_lock:
+            state, metrics, priorities = self.learner.update_many(
+                self.train_state, device_batch, bc_weight, lr_scale)
+            self.train_state = state
+            priorities = distributed.local_rows(priorities, axis=1)
+            self.updates += k
+        self.replay.buffer.update_priorities(batch.index, priorities)
+        sums = {name: float(np.mean(values))
+                for name, values in jax.device_get(metrics).items()}
+        self._learner_metrics = dict(sums, bc_weight=bc_weight)
+        if self.updates % self.cfg.learner.publish_interval < k:
+            self.params.publish(self.learner.inference_params(state.params))
+
+    def _combine_processes(self, table: np.ndarray, values: np.ndarray) -> dict[str, Any]:
+        """The run-wide figures from the last agreement: sums of the processes' counts,
+        episode figures averaged (or maxed) over the processes that have them."""
+        combined = {"processes": int(table.shape[0]),
+                    "replay_size": int(table[:, FACT_REPLAY].sum()),
+                    "transitions": int(table[:, FACT_TRANSITIONS].sum()),
+                    "frames_by_process": [int(f) for f in table[:, FACT_FRAMES]]}
+        if self.server is not None:
+            combined["clients"] = int(table[:, FACT_CLIENTS].sum())
+        episodes = values[:, 1:]
+        for column, name in enumerate(MEAN_OVER_PROCESSES + MAX_OVER_PROCESSES):
+            present = episodes[:, column][~np.isnan(episodes[:, column])]
+            if len(present):
+                combined[name] = float(present.mean() if name in MEAN_OVER_PROCESSES
+                                       else present.max())
+        return combined
+
+    def _learn_in_lockstep(self, prefetch: Prefetcher) -> None:
+        """The learner loop with several processes. Every iteration all processes agree
+        (one small collective) on whether all of them hold a batch, whether any asks to save
+        or stop, and on the run's frame count; then all dispatch, save or stop together, so
+        every process issues the same collectives in the same order. A process without a batch
+        yet (replay below min_size, training paused) holds the others back. Stopping saves a
+        final checkpoint on every process first."""
+        cfg = self.cfg
+        held = None
+        while not self._stop.is_set():  # set here only if this process fails
+            if held is None:
+                with contextlib.suppress(TimeoutError):
+                    held = prefetch.get(timeout=LOCKSTEP_POLL_S)
+            asks_save = self._save_requested.is_set()
+            ints = [0] * 7
+            ints[FACT_READY] = int(held is not None and self.training_enabled.is_set())
+            ints[FACT_STOP] = int(self._stop_requested.is_set())
+            ints[FACT_SAVE] = int(asks_save)
+            ints[FACT_FRAMES] = self.local_frames
+            ints[FACT_REPLAY] = len(self.replay.buffer)
+            ints[FACT_TRANSITIONS] = self.replay.transitions
+            ints[FACT_CLIENTS] = (self.server.stats.clients_connected
+                                  if self.server is not None else 0)
+            summary = self._episode_summary  # as of this process's last metrics record
+            floats = [self.controls.lr_scale] + [
+                float(summary.get(name, np.nan))
+                for name in MEAN_OVER_PROCESSES + MAX_OVER_PROCESSES]
+            table, values = self.agreement.gather(ints, floats)
+            self._agreed = (table, values)
+            # The main thread applies it (it alone writes the frame counters).
+            self._agreed_peer_frames = int(table[:, FACT_FRAMES].sum()) - ints[FACT_FRAMES]
+            stop = bool(table[:, FACT_STOP].any())
+            if stop or table[:, FACT_SAVE].any():
+                if asks_save:
+                    self._save_requested.clear()
+                with self.watchdog.guard(f"saving checkpoint {self.updates}"):
+                    self._save_now()
+            if stop:
+                log.info("process %d stops at update %d; parameters digest %s",
+                         jax.process_index(), self.updates,
+                         distributed.digest(self.train_state.params))
+                self._stop.set()
+                return
+            if not table[:, FACT_READY].all():
+                continue
+            bc_weight = float(schedules.bc_weight(int(table[:, FACT_FRAMES].sum()),
+                                                  cfg.schedule))
+            with self.watchdog.guard(f"learner dispatch at update {self.updates}"):
+                # Process 0's learning-rate scale (its dashboard's) applies to everyone.
+                self._dispatch(held, bc_weight, float(values[0, FLOAT_LR_SCALE]))
+            held = None
 
     # -- sources -------------------------------------------------------------------------------
 
@@ -324,8 +526,11 @@ class Trainer:
                 sim_key = jax.random.fold_in(sim_key, cfg.env.seed)
                 self.source = SimSource(cfg, self.learner, sim_key)
             else:
+                # Its own key stream per process; schedules follow this process's frames.
                 policy = ServerPolicy(self.learner, self.params, cfg.schedule,
-                                      seed=cfg.learner.seed, frames=self.frames)
+                                      seed=cfg.learner.seed + (jax.process_index() << 16),
+                                      frames=self.local_frames,
+                                      overrides=self.current_overrides)
                 sink = ReplaySink(self.replay, cfg.reward, self.episodes, lambda: self.frames)
                 self.server = GameServer(cfg.server, policy, sink)
                 self.source = policy
@@ -333,6 +538,8 @@ class Trainer:
                                                  name="server", daemon=True)
                 server_thread.start()
                 log.info("serving game clients on %s:%d", *self.server.address)
+            if cfg.dashboard.enabled and distributed.is_primary():
+                self.dashboard = start_dashboard(cfg.dashboard, self.controls)
             learner_thread.start()
             self._loop(total)
         finally:
@@ -343,10 +550,13 @@ class Trainer:
                 self.server.stop()
                 server_thread.join(timeout=10)
                 self.server.sink.close()
-            if self._learner_error is None:
+            if self._learner_error is None and not self.lockstep:  # lockstep saved at its stop
                 self.save()
+            self.wait_for_replay_snapshot()
             self.checkpointer.wait()
             self.checkpointer.close()
+            if self.dashboard is not None:
+                self.dashboard.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         if self._learner_error is not None:
@@ -360,57 +570,73 @@ class Trainer:
         self._rate_mark = (start, self.frames, self.updates)
         rows = 0
         while not self._stop.is_set():
-            if cfg.env.source == "sim":
+            self.peer_frames = self._agreed_peer_frames
+            self.controls.apply_to_source()
+            if self._stop_requested.is_set():
+                self._stop.wait(0.05)  # every process stops at the next agreement
+            elif cfg.env.source == "sim":
                 self._step_sim()
             else:
-                self.frames = self.source.frames
+                self.local_frames = self.source.frames
                 self._stop.wait(0.05)
             now = time.monotonic()
-            if now - last_log >= cfg.run.log_interval_s:
+            if now - last_log >= cfg.run.log_interval_s and not distributed.is_primary():
                 record = self.write_metrics()
-                if rows % HEADER_EVERY_ROWS == 0:
-                    print(header_row(), flush=True)
-                print(format_row(record), flush=True)
+                log.info("process %d: %d frames here, %d in the run, %d updates, replay %d",
+                         jax.process_index(), self.local_frames, self.frames, self.updates,
+                         len(self.replay.buffer))
+                last_log = now
+            elif now - last_log >= cfg.run.log_interval_s:
+                record = self.write_metrics()
+                lines = [header_row()] if rows % HEADER_EVERY_ROWS == 0 else []
+                lines.append(format_row(record))
+                if self.controls.verbose:
+                    lines.append(detail_row(record))
+                print_lines(lines)
                 rows += 1
                 last_log = now
-            if now - last_ckpt >= cfg.run.checkpoint_interval_s:
+            if (self.controls.save_requested.is_set()
+                    or now - last_ckpt >= cfg.run.checkpoint_interval_s):
+                self.controls.save_requested.clear()
                 self.save()
                 last_ckpt = now
             if total and self.frames >= total:
-                break
+                if not self.lockstep:
+                    break
+                self.stop()
 
     def write_metrics(self, final: bool = False) -> dict:
         now = time.monotonic()
         mark_time, mark_frames, mark_updates = self._rate_mark
         elapsed = max(now - mark_time, 1e-9)
         self._rate_mark = (now, self.frames, self.updates)
-        sched = self.cfg.schedule
-        overrides = self.current_overrides()
         record = {
             "time": time.time(), "frames": self.frames, "updates": self.updates,
             "fps": (self.frames - mark_frames) / elapsed,
             "updates_per_s": (self.updates - mark_updates) / elapsed,
-            "epsilon": float(overrides.epsilon if overrides.epsilon >= 0 else
-                             schedules.epsilon(self.frames, sched, pulse_until=(
-                                 self.pulse_until))),
-            "expert_ratio": float(overrides.expert_ratio if overrides.expert_ratio >= 0 else
-                                  schedules.expert_ratio(self.frames, sched)),
+            "epsilon": self.controls.effective_epsilon(),
+            "expert_ratio": self.controls.effective_expert_ratio(),
             "beta": anneal_beta(self.frames, self.cfg.replay),
             "replay_size": len(self.replay.buffer), "transitions": self.replay.transitions,
             "replay_ratio": self.replay.limiter.ratio(), "params": self.param_count,
-            "training": self.training_enabled.is_set(),
+            **self.controls.state(),
         }
         record.update(self._learner_metrics)
         record.update(self.episodes.summary(self.frames))
+        self._episode_summary = record
         if self.server is not None:
             server = self.server.stats.snapshot()
             record.update(clients=server["clients"], inference_ms=server["latency_ms_p50"],
                           latency_ms_p50=server["latency_ms_p50"],
                           latency_ms_p99=server["latency_ms_p99"], drops=server["drops"],
                           backpressure_waits=self.server.sink.backpressure_waits)
+        if self._agreed is not None:
+            record.update(self._combine_processes(*self._agreed))
         if final:
             # A final record follows the last periodic one at once: its rates would be noise.
             del record["fps"], record["updates_per_s"]
             record["final"] = True
         self.metrics.write(record)
+        if self.dashboard is not None:
+            self.dashboard.add(record)
         return record

@@ -106,14 +106,14 @@ def test_server_policy_acts_on_a_frame_batch(smoke_learner):
     cfg, learner, state = smoke_learner
     policy = ServerPolicy(learner, ParamStore(state.params), cfg.schedule)
     batch = P.decode_wire(random_wire_frames(13))
-    policy.overrides = Overrides(epsilon=0.0, expert_ratio=0.0)
+    policy.overrides = lambda: Overrides(epsilon=0.0, expert_ratio=0.0)
     out = policy(np.arange(13), batch)
     assert out.joint.shape == (13,) and not out.is_expert.any()
     greedy = np.asarray(learner.greedy_actions(state.params, batch.state))
     fire, zap, sp = F.decode_joint(greedy)
     gated = F.joint_index(fire, np.where(batch.expert_zap == 0, 0, zap), sp)
     np.testing.assert_array_equal(out.joint, gated)
-    policy.overrides = Overrides(expert_ratio=1.0)
+    policy.overrides = lambda: Overrides(expert_ratio=1.0)
     out = policy(np.arange(13), batch)
     expert = F.expert_joint_action(batch.expert_target, batch.player_seg, batch.is_open != 0,
                                    batch.expert_fire, batch.expert_zap)

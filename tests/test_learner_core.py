@@ -192,6 +192,22 @@ def test_target_syncs_every_target_update_steps(table_learner):
     jax.tree.map(np.testing.assert_array_equal, state.target_params, state.params)
 
 
+def test_lr_scale_multiplies_the_scheduled_step(table_learner):
+    learner, _, _ = table_learner
+    batches = random_batch(np.random.default_rng(8), 4, OBS, ACTIONS, leading=(1,))
+    start = jax.tree.map(np.asarray, learner.init(jax.random.key(6)).params)
+    moves = {}
+    for scale in (1.0, 0.5, 0.0):
+        state, metrics, _ = learner.update_many(learner.init(jax.random.key(6)), batches,
+                                                bc_weight=0.0, lr_scale=scale)
+        np.testing.assert_allclose(metrics["lr"], [0.01 * scale], rtol=1e-6)
+        moves[scale] = jax.tree.map(lambda a, b: np.asarray(a) - b, state.params, start)
+    # Adam's first step has a fixed size, so the step scales exactly with the rate.
+    jax.tree.map(lambda half, full: np.testing.assert_allclose(half, full / 2, atol=1e-7),
+                 moves[0.5], moves[1.0])
+    assert not any(np.any(m) for m in jax.tree.leaves(moves[0.0]))
+
+
 def test_published_params_survive_later_updates(table_learner):
     learner, _, _ = table_learner
     state = learner.init(jax.random.key(5))

@@ -5,11 +5,20 @@ the replay's format (float16 observations), so the host-to-device copy is part o
 and blocks on the returned priorities as the trainer does. The rate is the best of three
 timed rounds. Compile time is the first dispatch's time minus a steady-state dispatch.
 The network is the config's (default preset: the reference-sized network).
+
+`--devices 1,2,4` measures each device count (the batch split over that many devices, one
+data-parallel update). On a CPU host without that many devices each count runs in its own
+process with XLA_FLAGS=--xla_force_host_platform_device_count=N: fake devices share the same
+cores, so the figure documents the overhead of the sharded update, not a speed-up.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
 
 import jax
@@ -30,10 +39,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="batch sizes (default: 256 768)")
     parser.add_argument("--k", type=int, nargs="+", default=[1, 8, 32],
                         help="updates per dispatch (default: 1 8 32)")
-    parser.add_argument("--devices", type=int, default=None,
-                        help="local devices to split each batch over (default: all)")
+    parser.add_argument("--devices", type=_device_counts, default=None, metavar="N[,N...]",
+                        help="device counts to split each batch over, e.g. 1,2,4 (default: all "
+                             "local devices); fake CPU devices where a host has fewer")
     parser.add_argument("--seconds", type=float, default=2.0,
                         help="minimum seconds per timed round (default: 2)")
+
+
+def _device_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected device counts like 1,2,4, got {text!r}") from None
+    if any(c < 1 for c in counts):
+        raise argparse.ArgumentTypeError(f"device counts must be positive, got {text!r}")
+    return counts
 
 
 def _batches(rng: np.random.Generator, k: int, batch: int) -> Batch:
@@ -66,13 +87,11 @@ def _measure_point(learner, state, pool: list[Batch], seconds: float):
     return state, rate, max(first - k / rate, 0.0)
 
 
-def measure(args: argparse.Namespace) -> tuple[dict, dict, str]:
-    cfg = config_from_args(args)
-    devices = jax.local_devices()[:args.devices] if args.devices else jax.local_devices()
+def _measure_devices(cfg, devices, args) -> tuple[dict, list[tuple]]:
+    """Figures and table rows (batch, K, updates/s, ...) on `devices`."""
     learner = make_learner(cfg, devices=devices)
     state = learner.init(jax.random.key(cfg.learner.seed))
     rng = np.random.default_rng(0)
-
     figures: dict[str, float] = {"params": learner.param_count(state)}
     rows = []
     for batch in args.batch:
@@ -83,13 +102,62 @@ def measure(args: argparse.Namespace) -> tuple[dict, dict, str]:
             figures[f"updates_per_s_{point}"] = round(rate, 2)
             figures[f"compile_s_{point}"] = round(compile_s, 2)
             rows.append((batch, k, rate, rate * batch, 1e3 / rate, compile_s))
-
     figures["updates_per_s"] = max(r[2] for r in rows)
     figures["compile_s"] = max(r[5] for r in rows)
+    return figures, rows
+
+
+def _measure_in_subprocess(args, count: int) -> tuple[dict, list[tuple]]:
+    """One device count in a fresh process with that many fake CPU devices."""
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={count}"
+    argv = [sys.executable, "-m", "tempest_jax.cli", "bench", "learner", "--json",
+            "--devices", str(count), "--seconds", str(args.seconds), "--config", args.config,
+            "--batch", *map(str, args.batch), "--k", *map(str, args.k)]
+    for override in args.overrides:
+        argv += ["--set", override]
+    done = subprocess.run(argv, env=dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu"),
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"learner bench on {count} devices failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["figures"], [tuple(r) for r in result["settings"]["rows"]]
+
+
+def measure(args: argparse.Namespace) -> tuple[dict, dict, str]:
+    cfg = config_from_args(args)
+    local = jax.local_devices()
+    counts = args.devices or [len(local)]
+    figures: dict[str, float] = {}
+    rows = []
+    for count in counts:
+        if count <= len(local):
+            point_figures, point_rows = _measure_devices(cfg, local[:count], args)
+        elif local[0].platform == "cpu":
+            point_figures, point_rows = _measure_in_subprocess(args, count)
+        else:
+            raise SystemExit(f"bench learner: {count} devices asked for, this host has "
+                             f"{len(local)} {local[0].platform} devices")
+        rows += [(count, *r) for r in point_rows]
+        if len(counts) == 1:
+            figures = point_figures
+        else:
+            figures["params"] = point_figures["params"]
+            figures.update({f"{name}_d{count}": value for name, value in point_figures.items()
+                            if name != "params"})
+    if len(counts) > 1:
+        base = figures[f"updates_per_s_d{counts[0]}"]
+        figures["updates_per_s"] = max(figures[f"updates_per_s_d{c}"] for c in counts)
+        figures.update({f"scaling_d{c}": round(figures[f"updates_per_s_d{c}"] / base, 3)
+                        for c in counts})
     settings = {"config": args.config, "overrides": args.overrides, "batch": args.batch,
-                "k": args.k, "devices": [str(d) for d in devices],
-                "network_dtype": cfg.network.dtype, "seconds": args.seconds}
-    text = table(rows, ("batch", "K", "updates/s", "samples/s", "ms/update", "compile s"))
-    text += (f"\n\nparameters: {figures['params']:,}   devices: {len(devices)} x "
-             f"{devices[0].platform}   network dtype: {cfg.network.dtype}")
+                "k": args.k, "devices": counts, "platform": local[0].platform,
+                "network_dtype": cfg.network.dtype, "seconds": args.seconds,
+                "rows": [list(r[1:]) for r in rows]}
+    text = table(rows, ("devices", "batch", "K", "updates/s", "samples/s", "ms/update",
+                        "compile s"))
+    text += (f"\n\nparameters: {figures['params']:,}   platform: {local[0].platform}   network "
+             f"dtype: {cfg.network.dtype}")
+    if len(counts) > 1:
+        text += f"   updates/s relative to {counts[0]} device(s): " + ", ".join(
+            f"{c}: {figures[f'scaling_d{c}']:.2f}x" for c in counts)
     return figures, settings, text

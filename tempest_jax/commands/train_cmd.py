@@ -4,49 +4,109 @@ Examples:
   tempest-jax train                                  # simulator, configs/sim.toml
   tempest-jax train --config smoke --frames 20000    # a short run
   tempest-jax train --env mame --set server.port=9999
+  TEMPEST_TOKEN=secret tempest-jax train --env mame --set server.host=0.0.0.0 \
+      --allow 10.0.0.0/8,192.168.1.0/24             # MAME clients on the LAN, with a token
   tempest-jax train --resume runs/20261123-201500    # continue a run (its own config)
+  tempest-jax train --distributed --coordinator 10.0.0.1:8476 --num-processes 2 \
+      --process-id 0 --set run.name=job1             # one process of a multi-host job
 
 A run directory (run.dir/run.name, default runs/TIMESTAMP) holds config.toml, metrics.jsonl
-and checkpoints/. Ctrl-C or SIGTERM saves a checkpoint and exits cleanly.
+and checkpoints/. Ctrl-C or SIGTERM saves a checkpoint and exits cleanly. From a terminal, keys
+control the run (? lists them); the dashboard (dashboard.enabled) serves live charts at
+http://127.0.0.1:8765/ by default.
+
+With --distributed every host runs this command (see README, "Multi-host training"): process 0
+writes the run directory's files and serves the dashboard; run.dir must be storage every
+process sees. On --resume the process layout comes from this command line, not the saved run.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import sys
 
 from tempest_jax import cli
 from tempest_jax.config import load_config
+from tempest_jax.metrics import RunDir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     cli.add_config_arguments(parser)
     parser.add_argument("--env", choices=("sim", "mame"),
                         help="frame source (default: env.source of the config)")
+    parser.add_argument("--allow", metavar="NETWORKS",
+                        help="comma-separated client networks the game server accepts, e.g. "
+                             "10.0.0.0/8,192.168.1.0/24 (server.allow; default loopback only). "
+                             "Clients must also send the token when server.token or "
+                             "$TEMPEST_TOKEN is set")
     parser.add_argument("--frames", type=int, default=None, metavar="N",
                         help="train for N frames in this invocation (default: run.total_frames)")
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue the run in RUN_DIR from its latest checkpoint, with its "
                              "saved config (plus any --set overrides)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="join a multi-process job (distributed.enabled); settings not given "
+                             "are detected on Cloud TPU VMs, SLURM and Open MPI")
+    parser.add_argument("--coordinator", metavar="HOST:PORT",
+                        help="process 0's coordinator address (distributed.coordinator_address)")
+    parser.add_argument("--num-processes", type=int, metavar="N",
+                        help="processes in the job (distributed.num_processes)")
+    parser.add_argument("--process-id", type=int, metavar="I",
+                        help="this process's index, 0..N-1 (distributed.process_id)")
+    parser.add_argument("--no-keys", action="store_true",
+                        help="ignore the keyboard (by default, when stdin is a terminal, keys "
+                             "control the run: ? lists them)")
+
+
+def distributed_overrides(args: argparse.Namespace) -> list[str]:
+    flags = {"enabled": "true" if args.distributed else None,
+             "coordinator_address": args.coordinator, "num_processes": args.num_processes,
+             "process_id": args.process_id}
+    return [f"distributed.{key}={value}" for key, value in flags.items() if value is not None]
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+    overrides = list(args.overrides) + distributed_overrides(args)
+    if args.env:
+        overrides.append(f"env.source={args.env}")
+    if args.allow:
+        overrides.append(f"server.allow={args.allow}")
+    if args.resume:
+        cfg = load_config(str(RunDir.open(args.resume).config_file), overrides)
+        # The process layout belongs to this invocation, not to the run that was saved.
+        cfg = dataclasses.replace(cfg, distributed=load_config(None, [
+            o for o in overrides if o.strip().startswith("distributed.")]).distributed)
+    else:
+        cfg = load_config(args.config, overrides)
+
+    process = cfg.distributed.process_id
+    prefix = f"p{process} " if cfg.distributed.enabled and process >= 0 else ""
+    logging.basicConfig(level=logging.INFO,
+                        format=f"%(asctime)s {prefix}%(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
     for noisy in ("absl", "orbax", "jax"):  # per-file progress of every checkpoint save
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from tempest_jax.metrics import RunDir
+    # Before anything touches a JAX device (importing the trainer may).
+    from tempest_jax import distributed
+    try:
+        distributed.initialize(cfg.distributed)
+    except distributed.DistributedError as e:
+        print(f"tempest-jax: {e}", file=sys.stderr)
+        return 2
+    import jax
+
+    from tempest_jax.keyboard import KeyboardControls
     from tempest_jax.train import Trainer
 
-    overrides = list(args.overrides)
-    if args.env:
-        overrides.append(f"env.source={args.env}")
     if args.resume:
         run_dir = RunDir.open(args.resume)
-        cfg = load_config(str(run_dir.config_file), overrides)
-    else:
-        cfg = load_config(args.config, overrides)
+    elif jax.process_count() == 1:
         run_dir = RunDir.create(cfg)
+    else:
+        run_dir = distributed.shared_run_dir(cfg)
     logging.getLogger(__name__).info("run directory: %s", run_dir.path)
     trainer = Trainer(cfg, run_dir, resume=bool(args.resume))
-    return trainer.run(frames=args.frames)
+    with KeyboardControls(trainer, enabled=distributed.is_primary() and not args.no_keys):
+        return trainer.run(frames=args.frames)
