@@ -128,9 +128,10 @@ def make_act_fn(learner: Learner, cfg: ScheduleConfig):
 
 
 def bucket_size(n: int, multiple: int) -> int:
-    """Padded batch size: the next power of two ≥ n (≥ 8), rounded up to `multiple`, so a
-    server sees a handful of compiled shapes whatever its client count."""
-    size = max(8, 1 << (max(n, 1) - 1).bit_length())
+    """Padded batch size: the next power of two ≥ n, rounded up to `multiple`, so a server
+    sees a handful of compiled shapes whatever its client count. Small batches stay small:
+    at 1–4 clients the forward pass is most of a reply's latency."""
+    size = 1 << (max(n, 1) - 1).bit_length()
     return -(-size // multiple) * multiple
 
 

@@ -61,6 +61,10 @@ from tempest_jax.server import GameServer, PolicyOutput
 
 log = logging.getLogger(__name__)
 HEADER_EVERY_ROWS = 30
+# The server's replay writer: batches queued at most (then the server waits), and how long it
+# lets batches gather before each insert.
+WRITE_QUEUE_BATCHES = 1024
+WRITE_GATHER_S = 0.02
 # With several processes: how long the learner thread waits for a batch before it joins the
 # next agreement anyway (the idle agreement rate).
 LOCKSTEP_POLL_S = 0.05
@@ -158,7 +162,7 @@ class ReplaySink:
         self.stats = stats
         self.frames_counter = frames_counter
         self.backpressure_waits = 0
-        self._queue: queue.Queue[Emission | None] = queue.Queue(maxsize=256)
+        self._queue: queue.Queue[Emission | None] = queue.Queue(maxsize=WRITE_QUEUE_BATCHES)
         self._thread = threading.Thread(target=self._write, name="replay-writer", daemon=True)
         self._thread.start()
 
@@ -187,8 +191,12 @@ class ReplaySink:
     def _write(self) -> None:
         while True:
             items = [self._queue.get()]
+            if items[0] is not None:
+                # Gather a few milliseconds of batches into one insert: per-insert overhead,
+                # paid under the GIL the server thread needs, dominates small batches.
+                time.sleep(WRITE_GATHER_S)
             with contextlib.suppress(queue.Empty):
-                while len(items) < 64:
+                while items[-1] is not None and len(items) < WRITE_QUEUE_BATCHES:
                     items.append(self._queue.get_nowait())
             stop = items[-1] is None
             emissions = [e for e in items if e is not None]

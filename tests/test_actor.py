@@ -90,7 +90,7 @@ def test_pulse_raises_epsilon():
 
 
 def test_bucket_sizes():
-    assert [bucket_size(n, 1) for n in (1, 8, 9, 16, 17, 100)] == [8, 8, 16, 16, 32, 128]
+    assert [bucket_size(n, 1) for n in (1, 3, 8, 9, 16, 17, 100)] == [1, 4, 8, 16, 16, 32, 128]
     assert bucket_size(5, 3) == 9
 
 
