@@ -82,13 +82,15 @@ def main() -> None:
         record = flat_params(restored.train_state)
         # The restored state trains on: one more dispatch runs on this job's mesh.
         batches = random_batch(np.random.default_rng(1), GLOBAL_BATCH, OBS, ACTIONS, leading=(K,))
-        learner.update_many(restored.train_state, jax.tree.map(lambda x: x[:, mine], batches),
-                            bc_weight=0.5)
+        # Waited for: a process must not tear down while its collectives are in flight.
+        jax.block_until_ready(learner.update_many(
+            restored.train_state, jax.tree.map(lambda x: x[:, mine], batches), bc_weight=0.5))
         if restored.rng is not None:
             record["rng"] = np.asarray(jax.random.key_data(restored.rng))
     checkpointer.wait()
     checkpointer.close()
     np.savez(out / f"{mode}-p{process_id}-of{num_processes}.npz", **record)
+    distributed.shutdown()
     print("WORKER-OK", flush=True)
 
 

@@ -109,4 +109,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger(__name__).info("run directory: %s", run_dir.path)
     trainer = Trainer(cfg, run_dir, resume=bool(args.resume))
     with KeyboardControls(trainer, enabled=distributed.is_primary() and not args.no_keys):
-        return trainer.run(frames=args.frames)
+        status = trainer.run(frames=args.frames)
+    # Leave the job together (a no-op with one process), before interpreter teardown.
+    distributed.shutdown()
+    return status
