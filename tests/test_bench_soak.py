@@ -37,8 +37,9 @@ def test_bench_soak_short_json(capsys):
     assert figures["server_rss_mb_peak"] >= figures["server_rss_mb_warm"] > 0
     assert figures["server_rss_mb_end"] == samples[-1]["server_rss_mb"]
     assert figures["server_flat"] == (figures["server_growth_percent"] <= 5.0)
-    # The server also answers the warm-up probe and the frames in flight at the end.
-    assert 0 < samples[-1]["frames"] <= figures["frames_served"] <= figures["client_frames"] + 3
+    # The server also answers the warm-up exchanges (1 + 2 frames) and the frames in flight
+    # at the end (at most one per client).
+    assert 0 < samples[-1]["frames"] <= figures["frames_served"] <= figures["client_frames"] + 5
     assert 0 < figures["transitions_stored"] <= figures["frames_served"]
     assert figures["frames_per_s"] > 0
     assert elapsed < 40, f"the short soak took {elapsed:.0f} s"

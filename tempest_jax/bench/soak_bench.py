@@ -101,23 +101,12 @@ def synthetic_frames(n: int, seed: int = 0) -> list[bytes]:
     return [r.tobytes() for r in records]
 
 
-def _serve_first_frame(address, timeout: float) -> None:
-    """One frame from a throwaway client, so the server's first inference compiles before
-    the soak's clients connect (their clock runs from their start)."""
-    from tempest_jax.clients import ClientPool
-
-    pool = ClientPool(tuple(address), 1, timeout=timeout)
-    try:
-        pool.exchange(synthetic_frames(1))
-    finally:
-        pool.close()
-
-
 def _growth(baseline: float, end: float) -> float:
     return (end - baseline) / baseline * 100.0 if baseline else 0.0
 
 
 def measure(args: argparse.Namespace):
+    from tempest_jax.clients import warm_up_server
     from tempest_jax.metrics import RunDir
     from tempest_jax.train import Trainer
 
@@ -163,7 +152,10 @@ def measure(args: argparse.Namespace):
                 if time.monotonic() > startup_deadline:
                     raise RuntimeError(f"the trainer did not serve within {STARTUP_LIMIT_S:.0f} s")
                 time.sleep(0.05)
-            _serve_first_frame(trainer.server.address, STARTUP_LIMIT_S)
+            # The server compiles every batch size the soak will see before the clients'
+            # clock starts.
+            warm_up_server(trainer.server.address, synthetic_frames(args.clients),
+                           args.clients, timeout=STARTUP_LIMIT_S)
             first_frames = trainer.server.stats.frames
             inbox.put(trainer.server.address)
             while trainer.server.stats.frames == first_frames:
