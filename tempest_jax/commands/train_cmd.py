@@ -1,4 +1,4 @@
-"""Train a network: on the embedded simulator (default) or serving MAME/sim clients over TCP.
+r"""Train a network: on the embedded simulator (default) or serving MAME/sim clients over TCP.
 
 Examples:
   tempest-jax train                                  # simulator, configs/sim.toml
@@ -6,7 +6,8 @@ Examples:
   tempest-jax train --env mame --set server.port=9999
   TEMPEST_TOKEN=secret tempest-jax train --env mame --set server.host=0.0.0.0 \
       --allow 10.0.0.0/8,192.168.1.0/24             # MAME clients on the LAN, with a token
-  tempest-jax train --resume runs/20261123-201500    # continue a run (its own config)
+  tempest-jax train --resume runs/20261123-201500    # continue a run (its own config) from
+                                                     # its newest complete checkpoint
   tempest-jax train --distributed --coordinator 10.0.0.1:8476 --num-processes 2 \
       --process-id 0 --set run.name=job1             # one process of a multi-host job
 
@@ -44,8 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=None, metavar="N",
                         help="train for N frames in this invocation (default: run.total_frames)")
     parser.add_argument("--resume", metavar="RUN_DIR",
-                        help="continue the run in RUN_DIR from its latest checkpoint, with its "
-                             "saved config (plus any --set overrides)")
+                        help="continue the run in RUN_DIR from its newest complete checkpoint "
+                             "(torn ones are reported and set aside), with its saved config "
+                             "(plus any --set overrides)")
     parser.add_argument("--distributed", action="store_true",
                         help="join a multi-process job (distributed.enabled); settings not given "
                              "are detected on Cloud TPU VMs, SLURM and Open MPI")
