@@ -27,6 +27,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from tempest_jax import distributed, schedules, sim
 from tempest_jax import features as F
@@ -106,7 +108,15 @@ class SimSource:
         self.cfg = cfg
         self.num_games = cfg.env.num_games
         self.steps = cfg.env.rollout_steps
-        self.state, self.frame = sim.reset(key, self.num_games, cfg.env.start_level)
+        # Games are split over this process's devices (every device when the count divides
+        # them), and the rollout keeps that layout: its inputs look the same on every call,
+        # so it compiles once.
+        games = (learner.inference_rows
+                 if self.num_games % learner.num_local_devices == 0
+                 else learner.inference_replicated)
+        self._games = games
+        self.state, self.frame = jax.device_put(
+            sim.reset(key, self.num_games, cfg.env.start_level), games)
         self.start_level = cfg.env.start_level
         schedule = cfg.schedule
         support = jnp.asarray(learner.support)
@@ -134,14 +144,19 @@ class SimSource:
                 tick, (params, state, frame, frames, overrides), keys)
             return state, frame, outs
 
-        self._rollout = jax.jit(rollout, donate_argnums=(1, 2))
+        per_tick = NamedSharding(games.mesh, P(None, *games.spec))
+        replicated = learner.inference_replicated
+        self._rollout = jax.jit(
+            rollout, donate_argnums=(1, 2),
+            in_shardings=(replicated, games, games, replicated, replicated, replicated),
+            out_shardings=(games, games, per_tick))
 
     def set_start_level(self, level: int) -> None:
         """The 1-based level every game starts its next new game on."""
         if level != self.start_level:
             game = self.state.game
-            self.state = self.state.replace(game=game.replace(
-                start_level=jnp.full_like(game.start_level, level - 1)))
+            self.state = self.state.replace(game=game.replace(start_level=jax.device_put(
+                jnp.full_like(game.start_level, level - 1), self._games)))
             self.start_level = level
 
     def run(self, params, key, frames: int, overrides: Overrides) -> dict[str, np.ndarray]:

@@ -35,6 +35,8 @@ def test_sim_training_fills_replay_learns_and_checkpoints(sim_run):
     trainer, run_dir = sim_run
     assert trainer.frames >= 4_000
     assert len(trainer.replay.buffer) > 0 and trainer.updates > 0
+    # Every rollout reuses the first compilation: the games' layout never changes between calls.
+    assert trainer.source._rollout._cache_size() == 1
     assert trainer.checkpointer.latest_step() == trainer.updates
     records = read_metrics(run_dir.metrics_file)
     assert records[-1]["final"] and records[-1]["frames"] == trainer.frames
