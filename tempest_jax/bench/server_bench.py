@@ -5,6 +5,8 @@ network, n-step accumulator, replay writer; with learning on, the learner thread
 clients run in a separate process and replay pre-recorded simulator frames in lockstep (each
 waits for its reply before sending the next), so they cost little CPU; on a 2-core machine they
 still share the cores with the server. Latency is measured by the clients: send to whole reply.
+Every padded batch size is compiled before the first point, and the learner takes its first
+step (its compilation) before the learning-on points, so no point times a compilation.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import jax
 
 from tempest_jax import cli, sim
 from tempest_jax.bench.report import table
-from tempest_jax.clients import run_lockstep, warm_up_server
+from tempest_jax.clients import ClientPool, run_lockstep, warm_up_server
 from tempest_jax.simclient import frame_wire_bytes
 
 RECORDED_TICKS = 400
@@ -42,6 +44,26 @@ def recorded_frames(games: int, ticks: int = RECORDED_TICKS, seed: int = 0) -> l
     return [per_tick[t][g] for g in range(games) for t in range(ticks)]
 
 
+def _warm_up_learner(trainer, frames: list[bytes], clients: int = 4,
+                     timeout: float = 600.0) -> float:
+    """Serve frames until the learner has taken a step, so the learning-on points measure
+    learning rather than the first update's compilation. Returns the seconds it took."""
+    start, updates = time.monotonic(), trainer.updates
+    clients = min(clients, len(frames) // RECORDED_TICKS)
+    pool = ClientPool(trainer.server.address, clients, timeout=60.0)
+    try:
+        tick = 0
+        while trainer.updates == updates:
+            if time.monotonic() - start > timeout:
+                raise TimeoutError(f"the learner took no step in {timeout:.0f} s")
+            pool.exchange([frames[g * RECORDED_TICKS + tick % RECORDED_TICKS]
+                           for g in range(clients)])
+            tick += 1
+    finally:
+        pool.close()
+    return time.monotonic() - start
+
+
 def _clients_process(address, frames, clients, seconds, out):
     out.put(run_lockstep(tuple(address), frames, clients, seconds))
 
@@ -56,7 +78,7 @@ def measure(args: argparse.Namespace):
         cfg = cli.config_from_args(args).replace(
             env={"source": "mame"}, server={"port": 0},
             dashboard={"enabled": False},
-            run={"dir": tmp, "name": "bench", "log_interval_s": 3600.0,
+            run={"dir": tmp, "name": "bench", "log_interval_s": 3600.0, "total_frames": 0,
                  "checkpoint_interval_s": 3600.0},
             replay={"capacity": 1_000_000, "min_size": 2_000})
         trainer = Trainer(cfg, RunDir.create(cfg), install_signal_handlers=False)
@@ -69,10 +91,12 @@ def measure(args: argparse.Namespace):
         warm_up_server(trainer.server.address, frames[::RECORDED_TICKS], max(args.clients))
         ctx = multiprocessing.get_context("spawn")
         rows, figures = [], {}
+        learner_warmup_s = None
         try:
             for learning in phases:
                 if learning:
                     trainer.training_enabled.set()
+                    learner_warmup_s = _warm_up_learner(trainer, frames)
                 for clients in args.clients:
                     updates_before = trainer.updates
                     out = ctx.Queue()
@@ -86,6 +110,7 @@ def measure(args: argparse.Namespace):
                     figures[f"frames_per_s_{tag}"] = result["frames_per_s"]
                     figures[f"latency_ms_p50_{tag}"] = result["latency_ms_p50"]
                     figures[f"latency_ms_p99_{tag}"] = result["latency_ms_p99"]
+                    figures[f"updates_{tag}"] = updates
                     rows.append((clients, "on" if learning else "off", result["frames_per_s"],
                                  result["latency_ms_p50"], result["latency_ms_p99"], updates))
         finally:
@@ -97,6 +122,7 @@ def measure(args: argparse.Namespace):
     settings = {"clients": args.clients, "seconds": args.seconds, "learning": args.learning,
                 "network_params": trainer.param_count, "batch_wait_ms":
                 cfg.server.batch_wait_ms, "devices": len(jax.local_devices()),
+                "learner_warmup_s": learner_warmup_s,
                 "clients_share_cores_with_server": True}
     text = table(rows, ("clients", "learning", "frames/s", "p50 ms", "p99 ms", "updates"))
     return figures, settings, text + f"\n(network: {trainer.param_count:,} parameters)"

@@ -1,0 +1,32 @@
+"""`tempest-jax bench server`, briefly, on the smoke network: both phases run, the learning-on
+points are measured after the learner's first step (so they time learning, not its
+compilation), and the report's figures agree with each other."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tempest_jax.cli import main
+
+
+@pytest.mark.timeout(180)
+def test_bench_server_short_json(capsys):
+    code = main(["bench", "server", "--config", "smoke", "--clients", "1", "2",
+                 "--seconds", "0.5", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    figures, settings = report["figures"], report["settings"]
+    assert code == 0
+    assert settings["clients"] == [1, 2] and settings["learning"] == "both"
+    assert settings["learner_warmup_s"] > 0
+    for clients in (1, 2):
+        for learning in ("off", "on"):
+            tag = f"c{clients}_learn_{learning}"
+            assert figures[f"frames_per_s_{tag}"] > 0
+            assert 0 < figures[f"latency_ms_p50_{tag}"] <= figures[f"latency_ms_p99_{tag}"]
+        assert figures[f"updates_c{clients}_learn_off"] == 0
+    # The smoke preset learns with no replay-ratio limit: it steps while the clients play.
+    assert figures["updates_c1_learn_on"] + figures["updates_c2_learn_on"] > 0
+    assert figures["frames_per_s"] == max(v for k, v in figures.items()
+                                          if k.startswith("frames_per_s_"))
