@@ -153,14 +153,16 @@ class ServerPolicy:
         self._inputs: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per padded size
 
     def _buffers(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Reused host input buffers for one padded size (safe to refill: every call waits
-        for its result before returning)."""
+        """Reused host input buffers for one padded size (safe to refill: the server waits
+        for each batch's output before it starts the next)."""
         if size not in self._inputs:
             self._inputs[size] = (np.zeros((size, self.learner.obs_size), np.float32),
                                   np.zeros((size, 3), np.int32))
         return self._inputs[size]
 
-    def __call__(self, client_ids: np.ndarray, batch: FrameBatch) -> PolicyOutput:
+    def start(self, client_ids: np.ndarray, batch: FrameBatch) -> Callable[[], PolicyOutput]:
+        """Dispatch the batch's inference (it runs while the caller goes on); the returned
+        function waits for the actions."""
         n = len(batch)
         obs, rows = self._buffers(bucket_size(n, self.learner.num_local_devices))
         obs[:n] = batch.state
@@ -174,7 +176,14 @@ class ServerPolicy:
                             overrides.pulse], np.float32)
         params, _ = self.params.get()
         self._key, packed = self._act(params, self._key, obs, rows, scalars)
-        packed = np.asarray(packed)[:n]
         self.frames += n
-        return PolicyOutput(joint=packed & ((1 << IS_EXPERT_BIT) - 1),
-                            is_expert=(packed >> IS_EXPERT_BIT).astype(bool))
+
+        def wait() -> PolicyOutput:
+            actions = np.asarray(packed)[:n]
+            return PolicyOutput(joint=actions & ((1 << IS_EXPERT_BIT) - 1),
+                                is_expert=(actions >> IS_EXPERT_BIT).astype(bool))
+
+        return wait
+
+    def __call__(self, client_ids: np.ndarray, batch: FrameBatch) -> PolicyOutput:
+        return self.start(client_ids, batch)()

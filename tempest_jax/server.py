@@ -4,8 +4,10 @@ Per client it buffers bytes until whole frames are present (partial reads are ne
 disconnect), then batches the ready frames of all clients (first-ready, with a small wait budget
 for the others), decodes them in one numpy pass, asks the policy for actions in one call,
 answers each frame with its 5-byte reply and hands the decoded frames to a sink (the replay
-writer). A client that sends anything malformed, stalls mid-frame, goes silent or vanishes is
-logged with its id and dropped; no other client is touched.
+writer). A policy that computes asynchronously (`AsyncPolicy`, e.g. jitted inference) is started
+first; the previous batch goes to the sink while it runs, so forming transitions costs the
+clients no latency. A client that sends anything malformed, stalls mid-frame, goes silent or
+vanishes is logged with its id and dropped; no other client is touched.
 
 Access control: a connection from outside server.allow, or beyond server.max_clients, is closed
 as soon as it is accepted; with a token configured (server.token or $TEMPEST_TOKEN) a client must
@@ -29,7 +31,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -60,6 +62,15 @@ class PolicyOutput:
 
 class Policy(Protocol):
     def __call__(self, client_ids: np.ndarray, batch: P.FrameBatch) -> PolicyOutput: ...
+
+
+@runtime_checkable
+class AsyncPolicy(Policy, Protocol):
+    def start(self, client_ids: np.ndarray,
+              batch: P.FrameBatch) -> Callable[[], PolicyOutput]:
+        """Begin computing the batch's actions; the returned function waits for them. The
+        server calls it before starting the next batch."""
+        ...
 
 
 class FrameSink(Protocol):
@@ -157,7 +168,10 @@ class GameServer:
         self.settings = StartSettings(int(cfg.start_advanced), cfg.start_level_min)
         self.stats = ServerStats()
         self._clock = clock
-        self._held_disconnects: list[int] | None = None  # set while a batch is answered
+        # The last answered batch, not yet in the sink, and the disconnects that must follow
+        # it there (a client's last frame goes in before its disconnect).
+        self._deferred: tuple[np.ndarray, P.FrameBatch, PolicyOutput] | None = None
+        self._held_disconnects: list[int] = []
         self._allowed = cfg.allowed_networks()
         token = P.token_bytes(cfg.resolved_token())
         if len(token) > P.MAX_TOKEN_BYTES:
@@ -204,6 +218,7 @@ class GameServer:
             self.close()
 
     def close(self) -> None:
+        self._push_deferred()
         for client_id in list(self._clients):
             self._drop(client_id, "server shutdown", level=logging.DEBUG)
         with contextlib.suppress(KeyError, ValueError):
@@ -215,7 +230,17 @@ class GameServer:
 
     def poll(self, timeout: float) -> int:
         """Wait up to `timeout` for I/O, gather a batch, answer it. Returns frames answered."""
-        self._pump(timeout)
+        if self._any_ready():
+            self._pump(0.0)
+        elif self._deferred is not None:
+            # The last batch waits a moment for the next one, whose inference it would overlap;
+            # if none comes (clients slower than the wait budget), it goes to the sink now.
+            self._pump(min(timeout, self.cfg.batch_wait_ms / 1000.0))
+            if not self._any_ready():
+                self._push_deferred()
+                self._pump(timeout)
+        else:
+            self._pump(timeout)
         if not self._any_ready():
             self._expire_timeouts()
             return 0
@@ -368,29 +393,38 @@ class GameServer:
             clients = [clients[i] for i in keep]
             received_at = [received_at[i] for i in keep]
         ids = np.fromiter((c.id for c in clients), dtype=np.int64, count=len(clients))
-        output = self.policy(ids, batch)
+        if isinstance(self.policy, AsyncPolicy):
+            wait = self.policy.start(ids, batch)
+            self._push_deferred()  # while the policy computes
+            output = wait()
+        else:
+            output = self.policy(ids, batch)
+            self._push_deferred()
         joint = np.where(batch.done != 0, 0, output.joint)  # no action on a terminal frame
         replies = P.encode_replies(JOINT_FIRE[joint], JOINT_ZAP[joint], JOINT_SPINNER[joint],
                                    self.settings.start_advanced, self.settings.start_level_min)
         self.stats.frames += len(clients)
         self.stats.batches += 1
         now = self._clock()
-        # Reply first, so the clients compute their next frames while the sink works. A client
-        # that a failed send drops leaves the sink only after its last frame is in.
-        self._held_disconnects = []
-        try:
-            for i, client in enumerate(clients):
-                client.frames += 1
-                client.replied_at = now
-                self.stats.latencies_ms.append((now - received_at[i]) * 1000.0)
-                self._send(client, replies[P.REPLY_SIZE * i: P.REPLY_SIZE * (i + 1)])
-            if self.sink is not None:
-                self.sink.push(ids, batch, PolicyOutput(joint=joint, is_expert=output.is_expert))
-        finally:
-            held, self._held_disconnects = self._held_disconnects, None
-            for client_id in held:
-                self.sink.disconnect(client_id)
+        # The batch goes to the sink later (see poll): the clients get their replies first. A
+        # client that a failed send drops leaves the sink only after this batch is in.
+        if self.sink is not None:
+            self._deferred = (ids, batch, PolicyOutput(joint=joint, is_expert=output.is_expert))
+        for i, client in enumerate(clients):
+            client.frames += 1
+            client.replied_at = now
+            self.stats.latencies_ms.append((now - received_at[i]) * 1000.0)
+            self._send(client, replies[P.REPLY_SIZE * i: P.REPLY_SIZE * (i + 1)])
         return len(clients)
+
+    def _push_deferred(self) -> None:
+        """The last answered batch to the sink, then the disconnects held behind it."""
+        if self._deferred is not None:
+            deferred, self._deferred = self._deferred, None
+            self.sink.push(*deferred)
+        held, self._held_disconnects = self._held_disconnects, []
+        for client_id in held:
+            self.sink.disconnect(client_id)
 
     def _send(self, client: _Client, data: bytes) -> None:
         if client.outbox:
@@ -466,7 +500,7 @@ class GameServer:
         client.sock.close()
         self.stats.clients_connected = len(self._clients)
         if self.sink is not None and client.handshaken:  # the sink never saw the others
-            if self._held_disconnects is not None:
+            if self._deferred is not None:
                 self._held_disconnects.append(client_id)
             else:
                 self.sink.disconnect(client_id)

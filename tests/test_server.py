@@ -273,3 +273,52 @@ def test_flapping_clients_do_not_disturb_a_healthy_one_and_memory_stays_flat():
         healthy.close()
         srv.stop()
         thread.join(timeout=5)
+
+
+def test_async_policy_runs_while_the_previous_batch_goes_to_the_sink():
+    """With an `AsyncPolicy` the server starts batch N+1's inference, then hands batch N to the
+    sink, then waits for N+1's actions; the last batch follows once no frame comes, and a
+    client's disconnect reaches the sink after its last frame."""
+    events = []
+
+    class Policy:
+        def start(self, client_ids, batch):
+            events.append(("start", int(batch.frame[0])))
+            output = expert_policy(client_ids, batch)
+
+            def wait():
+                events.append(("wait", int(batch.frame[0])))
+                return output
+            return wait
+
+        def __call__(self, client_ids, batch):
+            return self.start(client_ids, batch)()
+
+    class Sink:
+        def push(self, client_ids, batch, output):
+            events.append(("push", int(batch.frame[0])))
+
+        def disconnect(self, client_id):
+            events.append(("disconnect", client_id))
+
+    srv = GameServer(ServerConfig(port=0, batch_wait_ms=50), Policy(), Sink())
+    try:
+        sock = connect(srv)
+        payloads = FRAMES[:4]
+        for payload in payloads:  # each frame is in the socket before the server polls
+            sock.sendall(struct.pack(">H", len(payload)) + payload)
+            while srv.poll(1.0) == 0:
+                pass
+            assert recv_exact(sock, P.REPLY_SIZE) == expected_reply(payload)
+        sock.close()
+        end = time.monotonic() + 5
+        while ("disconnect", 0) not in events and time.monotonic() < end:
+            srv.poll(0.1)
+    finally:
+        srv.close()
+    f = [P.parse_payload(p).frame for p in payloads]
+    assert events == [("start", f[0]), ("wait", f[0]),
+                      ("start", f[1]), ("push", f[0]), ("wait", f[1]),
+                      ("start", f[2]), ("push", f[1]), ("wait", f[2]),
+                      ("start", f[3]), ("push", f[2]), ("wait", f[3]),
+                      ("push", f[3]), ("disconnect", 0)]
