@@ -9,6 +9,7 @@ network acts greedily (argmax of expected Q, no exploration, no expert).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from tempest_jax import learner as learner_lib
 from tempest_jax.checkpoint import Checkpointer, Restored
 from tempest_jax.config import ServerConfig
 from tempest_jax.protocol import FrameBatch
+from tempest_jax.resume import find_resume_point
 from tempest_jax.server import GameServer, PolicyOutput
 from tempest_jax.sim import play
 
@@ -49,12 +51,23 @@ def greedy_policy(learner: learner_lib.Learner):
 
 
 def restore_latest(path: str | Path) -> tuple[learner_lib.Learner, Restored]:
-    """The learner and latest checkpoint of a run, with the config it was saved with."""
+    """The learner and newest complete checkpoint of a run, with the config it was saved with.
+    Torn checkpoints (a crash during a save) are skipped and reported, and left as they are: a
+    training job may be writing beside the evaluation."""
     checkpointer = Checkpointer(checkpoint_dir(path), async_save=False)
     try:
-        cfg = checkpointer.saved_config()
-        learner = learner_lib.make_learner(cfg)
-        return learner, checkpointer.restore(learner, cfg)
+        cfg = None
+        for step in sorted(checkpointer.all_steps(), reverse=True):
+            with contextlib.suppress(Exception):  # a torn step's config; the search reports it
+                cfg = checkpointer.saved_config(step)
+                break
+        found = None
+        if cfg is not None:
+            learner = learner_lib.make_learner(cfg)
+            found = find_resume_point(checkpointer, learner, cfg, None, repair=False)
+        if found is None:
+            raise FileNotFoundError(f"no complete checkpoint in {checkpointer.directory}")
+        return learner, found.restored
     finally:
         checkpointer.close()
 

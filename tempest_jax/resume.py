@@ -55,8 +55,9 @@ def find_resume_point(checkpointer: Checkpointer, learner: Learner, cfg: Config,
     """Restore the newest complete checkpoint in `checkpointer` (with its replay snapshot from
     `snapshots`, if given), after clearing torn ones out of the way. None if there is none.
 
-    With several processes sharing the run directory, only one repairs (`repair`): the others
-    skip the torn checkpoints it moves aside, touching no files."""
+    Without `repair` (the other processes of a multi-process run, where one repairs; `eval`,
+    which may read beside a running training job) torn checkpoints are skipped and reported
+    but no file is touched."""
     if repair:
         checkpointer.remove_interrupted_saves()
     if repair and snapshots is not None:
@@ -89,8 +90,12 @@ def find_resume_point(checkpointer: Checkpointer, learner: Learner, cfg: Config,
                     "with an empty replay", checkpointer.directory, fallback.step)
         chosen = ResumePoint(fallback, None)
     if chosen is None:
-        log.warning("no complete checkpoint in %s; starting from scratch", checkpointer.directory)
+        log.warning("no complete checkpoint in %s", checkpointer.directory)
     if not repair:
+        for step, reason in newer:
+            if chosen is None or step > chosen.restored.step:
+                log.warning("checkpoint %d in %s is torn (%s); skipped it, left it in place",
+                            step, checkpointer.directory, reason)
         return chosen
     for step, reason in newer:
         if chosen is None or step > chosen.restored.step:

@@ -280,6 +280,8 @@ class Trainer:
                      "empty replay" if restored_replay is None else
                      f"{len(restored_replay)} transitions in replay")
         else:
+            if resume:
+                log.warning("nothing to resume in %s; starting from scratch", run.path)
             key, init_key = jax.random.split(key)
             self.train_state = self.learner.init(init_key)
         if self.lockstep:

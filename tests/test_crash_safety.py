@@ -26,6 +26,7 @@ from replay_streams import push_tick, random_schedule
 
 from tempest_jax.checkpoint import Checkpointer
 from tempest_jax.config import load_config
+from tempest_jax.evaluate import restore_latest
 from tempest_jax.learner import make_learner
 from tempest_jax.replay import NStepAccumulator, ReplayBuffer, save_snapshot
 from tempest_jax.resume import find_resume_point
@@ -285,3 +286,32 @@ def test_sigkill_at_random_moments_always_resumes_the_last_complete_checkpoint(t
     assert resumed and int(resumed[1]) == want and int(resumed[2]) >= frames
     assert (resumed[3] != "empty replay") == with_replay
     assert interrupted_saves >= 1  # at least one kill landed inside a save
+
+
+def test_eval_restores_the_newest_complete_checkpoint_and_touches_nothing(tmp_path, caplog):
+    """`tempest-jax eval` reads runs that a crash left torn, maybe beside a training job that
+    is still writing: it skips and reports the torn steps and leaves every file as it is."""
+    cfg = load_config("smoke")
+    learner = make_learner(cfg)
+    checkpoints = tmp_path / "checkpoints"
+    ckpt = Checkpointer(checkpoints, keep=3)
+    for step in (10, 20, 30):
+        ckpt.save(step, learner, learner.init(jax.random.key(step)), {"frames": step}, cfg)
+    ckpt.wait()
+    ckpt.close()
+    (checkpoints / "30" / "commit_success.txt").unlink()
+    array_file = largest_file(checkpoints / "20" / "state")
+    array_file.write_bytes(array_file.read_bytes()[: array_file.stat().st_size // 2])
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+
+    with caplog.at_level(logging.WARNING):
+        _, restored = restore_latest(tmp_path)
+    assert restored.step == 10 and restored.counters == {"frames": 10}
+    warnings = "\n".join(r.getMessage() for r in caplog.records)
+    assert re.search(r"checkpoint 30 .*no commit_success\.txt.*left it in place", warnings)
+    assert re.search(r"checkpoint 20 .*does not restore.*left it in place", warnings)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+
+    (checkpoints / "10" / "commit_success.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        restore_latest(tmp_path)
