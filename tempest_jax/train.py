@@ -575,6 +575,8 @@ class Trainer:
                 self.server.stop()
                 server_thread.join(timeout=10)
                 self.server.sink.close()
+                # Frames served since the loop's last look count in the final checkpoint.
+                self.local_frames = self.source.frames
             if self._learner_error is None and not self.lockstep:  # lockstep saved at its stop
                 self.save()
             self.wait_for_replay_snapshot()
