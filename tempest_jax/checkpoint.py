@@ -91,7 +91,7 @@ class Checkpointer:
             # A host value, not a device array: with several processes each holds its own
             # key, and the primary process's one is saved.
             state["rng"] = np.asarray(jax.random.key_data(rng))
-        meta = {"format": FORMAT_VERSION, "config": config.to_dict(),
+        meta = {"format": FORMAT_VERSION, "config": config.without_secrets().to_dict(),
                 "model": _model_facts(learner), "has_rng": rng is not None}
         self.manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), counters=ocp.args.JsonSave(dict(counters)),

@@ -19,6 +19,10 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PRESET = "sim"
 TOKEN_ENV = "TEMPEST_TOKEN"  # the game server's token, read by the server and our clients
+# Secrets are never written to a run directory or a checkpoint: a saved config holds this
+# marker instead, and a run resumed from it must be given the secret again.
+REDACTED = "<redacted>"
+SECRET_KEYS = (("server", "token"), ("dashboard", "token"))
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -191,9 +195,15 @@ class ServerConfig(_Section):
         return parse_networks(self.allow, key=f"{self.SECTION}.allow")
 
     def resolved_token(self) -> str:
-        """server.token, else the TEMPEST_TOKEN environment variable (keeps the secret out of
-        command lines and of the config.toml saved in the run directory); "" = no token."""
-        return self.token or os.environ.get(TOKEN_ENV, "")
+        """server.token, else the TEMPEST_TOKEN environment variable (keeps the secret off
+        command lines); "" = no token. A run resumed from its saved config, where the token
+        was redacted, needs $TEMPEST_TOKEN or --set server.token again."""
+        env = os.environ.get(TOKEN_ENV, "")
+        if self.token == REDACTED and not env:
+            raise ConfigError(f"{self.SECTION}.token was set when this run started and is not "
+                              f"saved with it: give it again (${TOKEN_ENV}, or --set "
+                              f"{self.SECTION}.token=...)")
+        return env if self.token == REDACTED else self.token or env
 
 
 @dataclass(frozen=True)
@@ -203,6 +213,14 @@ class DashboardConfig(_Section):
     host: str = _opt("127.0.0.1")
     port: int = _opt(8765, lo=0, hi=65535)
     token: str = _opt("", doc="required for settings changes; empty = read-only")
+
+    def resolved_token(self) -> str:
+        """dashboard.token; a run resumed from its saved config (where the token was
+        redacted) needs --set dashboard.token again."""
+        if self.token == REDACTED:
+            raise ConfigError(f"{self.SECTION}.token was set when this run started and is not "
+                              f"saved with it: give it again (--set {self.SECTION}.token=...)")
+        return self.token
 
 
 @dataclass(frozen=True)
@@ -272,6 +290,14 @@ class Config:
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {s.name: dataclasses.asdict(getattr(self, s.name)) for s in dataclasses.fields(self)}
+
+    def without_secrets(self) -> Config:
+        """The copy to write to disk: each secret that is set becomes REDACTED."""
+        changes: dict[str, dict[str, Any]] = {}
+        for section, key in SECRET_KEYS:
+            if getattr(getattr(self, section), key):
+                changes.setdefault(section, {})[key] = REDACTED
+        return self.replace(**changes) if changes else self
 
     @classmethod
     def from_dict(cls, data: dict[str, dict[str, Any]], origin: str = "dict") -> Config:

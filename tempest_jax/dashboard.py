@@ -118,7 +118,7 @@ class Dashboard:
     def __init__(self, cfg: DashboardConfig, control_state: Callable[[], dict] = dict,
                  apply_settings: Callable[[dict], dict] | None = None,
                  history_limit: int = HISTORY_LIMIT):
-        self.token = cfg.token
+        self.token = cfg.resolved_token()
         self.control_state = control_state
         self.apply_settings = apply_settings
         self.history = MetricsHistory(history_limit)

@@ -46,7 +46,7 @@ class RunDir:
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
         run.checkpoints.mkdir(exist_ok=True)
-        run.config_file.write_text(cfg.to_toml())
+        run.config_file.write_text(cfg.without_secrets().to_toml())
         return run
 
     @classmethod

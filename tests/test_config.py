@@ -6,7 +6,15 @@ import dataclasses
 
 import pytest
 
-from tempest_jax.config import Config, ConfigError, LearnerConfig, load_config, preset_names
+from tempest_jax.config import (
+    REDACTED,
+    TOKEN_ENV,
+    Config,
+    ConfigError,
+    LearnerConfig,
+    load_config,
+    preset_names,
+)
 
 
 def test_defaults_match_the_design():
@@ -94,3 +102,41 @@ def test_toml_and_dict_round_trip(tmp_path):
     path = tmp_path / "resolved.toml"
     path.write_text(cfg.to_toml())
     assert load_config(str(path)) == cfg
+
+
+def test_tokens_are_never_saved_and_a_resumed_run_asks_for_them(tmp_path, monkeypatch, capsys):
+    """The run directory's config.toml and the checkpoints hold a marker, not the tokens; a
+    run resumed from them refuses to start until the tokens are given again."""
+    import jax
+
+    from tempest_jax.checkpoint import Checkpointer
+    from tempest_jax.cli import main
+    from tempest_jax.learner import make_learner
+    from tempest_jax.metrics import RunDir
+
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    cfg = load_config("smoke", [f"run.dir={tmp_path}", "run.name=secret", "env.source=mame",
+                                "server.token=s3rver-secret", "dashboard.enabled=true",
+                                "dashboard.token=dash-secret"])
+    run = RunDir.create(cfg)
+    learner = make_learner(cfg)
+    ckpt = Checkpointer(run.checkpoints)
+    ckpt.save(1, learner, learner.init(jax.random.key(0)), {"frames": 1}, cfg)
+    ckpt.wait()
+    saved = ckpt.saved_config()
+    ckpt.close()
+    on_disk = b"".join(p.read_bytes() for p in run.path.rglob("*") if p.is_file())
+    assert b"s3rver-secret" not in on_disk and b"dash-secret" not in on_disk
+    for restored in (load_config(str(run.config_file)), saved):
+        assert restored.server.token == restored.dashboard.token == REDACTED
+    assert cfg.without_secrets().without_secrets() == cfg.without_secrets()
+    assert load_config("smoke").without_secrets() == load_config("smoke")  # nothing to redact
+
+    assert main(["train", "--resume", str(run.path), "--no-keys"]) == 2
+    assert "server.token was set when this run started" in capsys.readouterr().err
+    monkeypatch.setenv(TOKEN_ENV, "from-the-environment")
+    assert saved.server.resolved_token() == "from-the-environment"
+    assert main(["train", "--resume", str(run.path), "--no-keys"]) == 2
+    assert "dashboard.token was set when this run started" in capsys.readouterr().err
+    assert load_config(str(run.config_file), ["dashboard.token=again"]).dashboard \
+        .resolved_token() == "again"

@@ -82,6 +82,12 @@ def run(args: argparse.Namespace) -> int:
             o for o in overrides if o.strip().startswith("distributed.")]).distributed)
     else:
         cfg = load_config(args.config, overrides)
+    # Tokens are not saved with a run: a resumed run must be given them again, asked here
+    # before anything starts.
+    if cfg.env.source == "mame":
+        cfg.server.resolved_token()
+    if cfg.dashboard.enabled:
+        cfg.dashboard.resolved_token()
 
     process = cfg.distributed.process_id
     prefix = f"p{process} " if cfg.distributed.enabled and process >= 0 else ""
