@@ -239,6 +239,12 @@ class Watchdog:
                 os._exit(WATCHDOG_EXIT_STATUS)
 
 
+def process_share(total: int, index: int, count: int) -> int:
+    """Process `index`'s part of a run-wide count restored from a checkpoint, such that the
+    parts of all `count` processes sum to `total` (process 0 takes the remainder)."""
+    return total // count + (total % count if index == 0 else 0)
+
+
 def process_seed(seed: int) -> int | list[int]:
     """A numpy seed for this process's own random stream (replay sampling): `seed` itself on
     process 0, so a one-process run is unchanged; distinct on every other process."""

@@ -17,6 +17,7 @@ SIGTERM saves and exits cleanly.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import signal
@@ -285,11 +286,15 @@ class Trainer:
             key, init_key = jax.random.split(key)
             self.train_state = self.learner.init(init_key)
         if self.lockstep:
-            # Same learner state everywhere; the run's frames split over processes until the
-            # first agreement; each process acts and samples with its own key.
+            # Same learner state everywhere; the run's frames and transitions (run-wide sums)
+            # split over processes, whose counts add up again at every agreement; each process
+            # acts and samples with its own key.
             saved = self.local_frames
-            self.local_frames = saved // jax.process_count()
+            share = functools.partial(distributed.process_share, index=jax.process_index(),
+                                      count=jax.process_count())
+            self.local_frames = share(saved)
             self.peer_frames = self._agreed_peer_frames = saved - self.local_frames
+            transitions = share(transitions)
             if jax.process_index() > 0:
                 key = jax.random.fold_in(key, jax.process_index())
         self.key = key

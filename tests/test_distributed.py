@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tempest_jax.distributed import process_share
+
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
 WORKER = TESTS / "distributed_worker.py"
@@ -128,3 +130,13 @@ def test_a_dying_process_stops_the_others_and_the_last_checkpoint_restores(tmp_p
     print(f"survivor exited with {code} {waited:.1f} s after its peer was killed")
     # The last checkpoint on disk restores (in one process, on all four devices).
     run_workers("restore", 1, tmp_path)
+
+
+@pytest.mark.parametrize("total", [0, 1, 7, 1_000_003])
+@pytest.mark.parametrize("count", [1, 2, 3, 8])
+def test_restored_counts_split_over_processes_add_up(total, count):
+    """A resumed multi-process run splits the checkpoint's run-wide frames and transitions over
+    its processes; the run-wide figure (their sum) must be the saved one, not `count` times it."""
+    shares = [process_share(total, i, count) for i in range(count)]
+    assert sum(shares) == total
+    assert max(shares[1:], default=shares[0]) <= shares[0] <= shares[-1] + count - 1
