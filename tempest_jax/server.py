@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -164,6 +165,10 @@ class GameServer:
                  clock: Callable[[], float] = time.perf_counter):
         self.cfg = cfg
         self.policy = policy
+        # How a batch's actions are started: an AsyncPolicy's own start, else a deferred call.
+        self._start_batch: Callable[[np.ndarray, P.FrameBatch], Callable[[], PolicyOutput]] = (
+            policy.start if isinstance(policy, AsyncPolicy)
+            else lambda ids, batch: functools.partial(policy, ids, batch))
         self.sink = sink
         self.settings = StartSettings(int(cfg.start_advanced), cfg.start_level_min)
         self.stats = ServerStats()
@@ -393,13 +398,9 @@ class GameServer:
             clients = [clients[i] for i in keep]
             received_at = [received_at[i] for i in keep]
         ids = np.fromiter((c.id for c in clients), dtype=np.int64, count=len(clients))
-        if isinstance(self.policy, AsyncPolicy):
-            wait = self.policy.start(ids, batch)
-            self._push_deferred()  # while the policy computes
-            output = wait()
-        else:
-            output = self.policy(ids, batch)
-            self._push_deferred()
+        wait = self._start_batch(ids, batch)
+        self._push_deferred()  # while an asynchronous policy computes
+        output = wait()
         joint = np.where(batch.done != 0, 0, output.joint)  # no action on a terminal frame
         replies = P.encode_replies(JOINT_FIRE[joint], JOINT_ZAP[joint], JOINT_SPINNER[joint],
                                    self.settings.start_advanced, self.settings.start_level_min)
