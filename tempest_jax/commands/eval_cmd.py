@@ -1,7 +1,8 @@
 """Evaluate a checkpoint: greedy play beside the expert and a random policy.
 
-CHECKPOINT is a run directory (runs/NAME) or its checkpoints/ directory; the latest checkpoint
-and the config it was saved with are used.
+CHECKPOINT is a run directory (runs/NAME) or its checkpoints/ directory; the newest complete
+checkpoint and the config it was saved with are used (torn ones, from a crash during a save, are
+reported and left in place).
 
 --env sim (default): every policy plays the same simulator games (same seed) from a new game to
 its first game over.
