@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue the run in RUN_DIR from its newest complete checkpoint "
                              "(torn ones are reported and set aside), with its saved config "
-                             "(plus any --set overrides)")
+                             "(plus any --set overrides); tokens are not saved, so give "
+                             "server.token / dashboard.token (or $TEMPEST_TOKEN) again")
     parser.add_argument("--distributed", action="store_true",
                         help="join a multi-process job (distributed.enabled); settings not given "
                              "are detected on Cloud TPU VMs, SLURM and Open MPI")
