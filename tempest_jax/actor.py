@@ -11,6 +11,7 @@ server's batched inference, so the two sources act identically.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -112,7 +113,8 @@ def make_act_fn(learner: Learner, cfg: ScheduleConfig):
 
     def act(params, key, obs, rows, scalars):
         key, act_key = jax.random.split(key)
-        q = expected_q(learner.network.apply(params, obs), jnp.asarray(learner.support))
+        q = expected_q(learner.inference_network.apply(params, obs),
+                       jnp.asarray(learner.support))
         greedy = jnp.argmax(q, axis=-1).astype(jnp.int32)
         overrides = Overrides(scalars[SCALAR_EPSILON], scalars[SCALAR_EXPERT_RATIO],
                               scalars[SCALAR_PULSE] > 0)
@@ -150,6 +152,7 @@ class ServerPolicy:
         self.overrides = overrides
         self._act = make_act_fn(learner, cfg)
         self._key = jax.device_put(jax.random.key(seed), learner.inference_replicated)
+        self._row_multiple = math.lcm(learner.num_local_devices, learner.inference_min_rows)
         self._inputs: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per padded size
 
     def _buffers(self, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -164,7 +167,7 @@ class ServerPolicy:
         """Dispatch the batch's inference (it runs while the caller goes on); the returned
         function waits for the actions."""
         n = len(batch)
-        obs, rows = self._buffers(bucket_size(n, self.learner.num_local_devices))
+        obs, rows = self._buffers(bucket_size(n, self._row_multiple))
         obs[:n] = batch.state
         rows[:n, ROW_EXPERT_JOINT] = F.expert_joint_action(
             batch.expert_target, batch.player_seg, batch.is_open != 0, batch.expert_fire,

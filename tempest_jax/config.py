@@ -144,6 +144,9 @@ class LearnerConfig(_Section):
     updates_per_dispatch: int = _opt(8, lo=1, hi=1024, doc="K updates per jitted call")
     bc_temperature: float = _opt(1.0, lo=1e-6, doc="temperature of the scale-free BC loss")
     publish_interval: int = _opt(100, lo=1, doc="updates between parameter publishes")
+    inference_dtype: str = _opt("auto", choices=("auto", "float32", "bfloat16"),
+                                doc="matmul dtype of the actors' forward pass (float32 "
+                                    "accumulation); auto: bfloat16 on CPUs with AMX-BF16")
     seed: int = _opt(0, lo=0)
 
 

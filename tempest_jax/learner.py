@@ -19,7 +19,8 @@ Parallelism is `jax.jit` with `NamedSharding` over a one-axis device mesh: param
 replicated, batch rows are split across devices, and XLA inserts the gradient all-reduce. With
 several processes (`tempest_jax.distributed`) the mesh spans every process's devices: each
 process passes its own rows of the global batch and gets back its rows' priorities, while
-inference runs on its local devices only.
+inference runs on its local devices only. The actors' `inference_network` may multiply in
+bfloat16 (`learner.inference_dtype`); `q_values`, `greedy_actions` and evaluation stay float32.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from jax.sharding import PartitionSpec as P
 from tempest_jax import distributed, schedules
 from tempest_jax.config import Config
 from tempest_jax.features import JOINT_SPINNER, NUM_ACTIONS, STATE_SIZE
-from tempest_jax.networks import TempestNetwork, param_count
+from tempest_jax.networks import TempestNetwork, cpu_has_amx_bf16, param_count
 
 DATA_AXIS = "data"
 # Below this spread of Q over actions the BC logits are not amplified further, so a network
@@ -209,6 +210,26 @@ def make_train_step(loss_fn, optimizer: optax.GradientTransformation,
     return step
 
 
+def resolve_inference_dtype(name: str, network: nn.Module, platform: str) -> jnp.dtype | None:
+    """The matmul dtype of the actors' forward pass for `learner.inference_dtype`; None: the
+    network's own. `auto` picks bfloat16 only where it was measured faster (CPUs with AMX-BF16;
+    on GPU, XLA's float32 matmuls may already use TF32) and the network supports it."""
+    supported = "matmul_dtype" in getattr(network, "__dataclass_fields__", {})
+    if name == "float32" or (name == "auto" and not (
+            supported and platform == "cpu" and cpu_has_amx_bf16())):
+        return None
+    if not supported:
+        raise ValueError(f"learner.inference_dtype = {name} needs a network with a "
+                         f"matmul_dtype field (TempestNetwork); {type(network).__name__} has "
+                         "none: use float32 or auto")
+    return jnp.dtype(jnp.bfloat16)
+
+
+def _stored_for_matmul(params: Params, dtype: jnp.dtype) -> Params:
+    """Every matrix (the only leaves a matmul reads) in `dtype`; vectors stay float32."""
+    return jax.tree.map(lambda x: x.astype(dtype) if x.ndim >= 2 else x, params)
+
+
 def make_optimizer(grad_clip: float, adam_eps: float) -> optax.GradientTransformation:
     """Global-norm clipping (0 disables it) then Adam's direction; the learning rate is applied
     by the step from the schedule, so the step counter is the one source of the schedule."""
@@ -263,6 +284,19 @@ class Learner:
                            if self.multi_process else self.mesh)
         self.inference_replicated = NamedSharding(self.local_mesh, P())
         self.inference_rows = NamedSharding(self.local_mesh, P(DATA_AXIS))
+        # The actors' network: the same parameters, matrices multiplied in inference_dtype.
+        self.inference_dtype = resolve_inference_dtype(
+            cfg.learner.inference_dtype, self.network, self.local_devices[0].platform)
+        self.inference_network = (self.network if self.inference_dtype is None
+                                  else self.network.clone(matmul_dtype=self.inference_dtype))
+        # XLA's bfloat16 matmul of one row takes 2.2x as long as of two (CPU, measured):
+        # inference batches get at least two rows.
+        self.inference_min_rows = 1 if self.inference_dtype is None else 2
+        self.inference_dtype_name = jnp.dtype(
+            self.inference_dtype or getattr(self.network, "dtype", jnp.float32)).name
+        self._store_for_inference = jax.jit(
+            lambda params: _stored_for_matmul(params, self.inference_dtype),
+            in_shardings=self.inference_replicated, out_shardings=self.inference_replicated)
 
         self.optimizer = make_optimizer(cfg.learner.grad_clip, cfg.learner.adam_eps)
         self.lr_schedule = lambda step: schedules.learning_rate(step, cfg.learner)
@@ -366,11 +400,14 @@ class Learner:
         return self.cfg.learner.batch_size * self.num_local_devices // self.num_devices
 
     def inference_params(self, params: Params) -> Params:
-        """`params` as arrays on this process's devices only, for inference that must not
-        wait for the other processes."""
-        if not self.multi_process:
-            return params
-        return distributed.local_copy(params, self.inference_replicated)
+        """`params` for `inference_network`: on this process's devices only (inference must
+        not wait for the other processes), matrices in `inference_dtype`. New arrays whenever
+        anything changes, so the learner's own `params` are never aliased."""
+        if self.multi_process:
+            params = distributed.local_copy(params, self.inference_replicated)
+        if self.inference_dtype is not None:
+            params = self._store_for_inference(params)
+        return params
 
     def _pad_rows(self, obs):
         """Pad the rows to a multiple of the local device count (inference batches have any

@@ -37,6 +37,33 @@ _LANE_ANGLES = 2.0 * np.pi * np.arange(NUM_LANES) / NUM_LANES
 _xavier = nn.initializers.xavier_uniform()
 
 
+def _matmul(matmul_dtype: jnp.dtype | None):
+    """lax.dot_general, or with `matmul_dtype` one that multiplies in that dtype and
+    accumulates in float32 (the actors' bfloat16 inference)."""
+    if matmul_dtype is None:
+        return jax.lax.dot_general
+
+    def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+        return jax.lax.dot_general(lhs.astype(matmul_dtype), rhs.astype(matmul_dtype),
+                                   dimension_numbers, precision=precision,
+                                   preferred_element_type=jnp.float32)
+    return dot_general
+
+
+def _as_given(*arrays, dtype=None, inexact=True):
+    """Dense's promotion step made a no-op: the matmul casts its operands itself, so a kernel
+    stored in the matmul dtype is never widened first."""
+    return arrays
+
+
+def _dense(features: int, name: str, dtype: jnp.dtype, matmul_dtype: jnp.dtype | None
+           ) -> nn.Dense:
+    if matmul_dtype is None:
+        return nn.Dense(features, kernel_init=_xavier, dtype=dtype, name=name)
+    return nn.Dense(features, kernel_init=_xavier, dtype=dtype, name=name,
+                    dot_general=_matmul(matmul_dtype), promote_dtype=_as_given)
+
+
 def _field(obs: jax.Array, name: str) -> jax.Array:
     return obs[..., LAYOUT[name].slice]
 
@@ -82,10 +109,11 @@ class LaneCrossAttention(nn.Module):
     dim: int
     heads: int
     dtype: jnp.dtype = jnp.float32
+    matmul_dtype: jnp.dtype | None = None
 
     @nn.compact
     def __call__(self, lanes: jax.Array, enemies: jax.Array, readable: jax.Array) -> jax.Array:
-        dense = lambda name: nn.Dense(self.dim, kernel_init=_xavier, dtype=self.dtype, name=name)
+        dense = lambda name: _dense(self.dim, name, self.dtype, self.matmul_dtype)
         norm = lambda name: nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, name=name)
         lane_emb = norm("lane_norm")(dense("lane_embed")(lanes))
         enemy_emb = norm("enemy_norm")(dense("enemy_embed")(enemies))
@@ -94,11 +122,15 @@ class LaneCrossAttention(nn.Module):
         # from enemies, so the matrix is applied in two column blocks.
         qkv_kernel = self.param("qkv_kernel", _xavier, (self.dim, 3 * self.dim))
         qkv_bias = self.param("qkv_bias", nn.initializers.zeros, (3 * self.dim,))
-        qkv_kernel, qkv_bias = qkv_kernel.astype(self.dtype), qkv_bias.astype(self.dtype)
+        if self.matmul_dtype is None:
+            qkv_kernel = qkv_kernel.astype(self.dtype)  # else the matmul casts it
+        qkv_bias = qkv_bias.astype(self.dtype)
         head_dim = self.dim // self.heads
         split = lambda x: x.reshape((*x.shape[:-1], self.heads, head_dim))
-        q = split(lane_emb @ qkv_kernel[:, :self.dim] + qkv_bias[:self.dim])
-        kv = enemy_emb @ qkv_kernel[:, self.dim:] + qkv_bias[self.dim:]
+        matmul = _matmul(self.matmul_dtype)
+        mat = lambda x, w: matmul(x, w, (((x.ndim - 1,), (0,)), ((), ())))
+        q = split(mat(lane_emb, qkv_kernel[:, :self.dim]) + qkv_bias[:self.dim])
+        kv = mat(enemy_emb, qkv_kernel[:, self.dim:]) + qkv_bias[self.dim:]
         k, v = split(kv[..., :self.dim]), split(kv[..., self.dim:])
         logits = jnp.einsum("blhd,behd->bhle", q, k) / np.sqrt(head_dim).astype(self.dtype)
         # A finite floor rather than -inf: a masked logit can never produce NaN.
@@ -109,7 +141,12 @@ class LaneCrossAttention(nn.Module):
 
 
 class TempestNetwork(nn.Module):
-    """obs (B, 195) → logits (B, num_actions, num_atoms)."""
+    """obs (B, 195) → logits (B, num_actions, num_atoms).
+
+    `dtype` is the compute dtype. `matmul_dtype` (None: `dtype`) multiplies the matrices in
+    that dtype with float32 accumulation and leaves the rest (norms, softmax, heads' sums) in
+    `dtype`: the actors' bfloat16 inference, which reads matrices already stored in bfloat16
+    (`Learner.inference_params`) and so moves half the weight bytes per forward pass."""
 
     num_actions: int = NUM_ACTIONS
     num_atoms: int = 51
@@ -120,6 +157,7 @@ class TempestNetwork(nn.Module):
     head_hidden: int = 192
     dueling: bool = True
     dtype: jnp.dtype = jnp.float32
+    matmul_dtype: jnp.dtype | None = None
 
     @classmethod
     def from_config(cls, cfg: NetworkConfig, num_actions: int = NUM_ACTIONS) -> TempestNetwork:
@@ -130,10 +168,10 @@ class TempestNetwork(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        dense = lambda n, name: nn.Dense(n, kernel_init=_xavier, dtype=self.dtype, name=name)
+        dense = lambda n, name: _dense(n, name, self.dtype, self.matmul_dtype)
         tokens, readable = enemy_tokens(obs)
-        encoded = LaneCrossAttention(self.attn_dim, self.attn_heads, self.dtype, name="encoder")(
-            lane_tokens(obs), tokens, readable)
+        encoded = LaneCrossAttention(self.attn_dim, self.attn_heads, self.dtype, self.matmul_dtype,
+                                     name="encoder")(lane_tokens(obs), tokens, readable)
         h = jnp.concatenate([obs.astype(self.dtype), encoded], axis=-1)
         for i in range(self.trunk_layers):
             h = dense(self.trunk_width, f"trunk_{i}")(h)
@@ -150,6 +188,16 @@ class TempestNetwork(nn.Module):
         else:
             logits = advantage
         return logits.astype(jnp.float32)
+
+
+def cpu_has_amx_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this host's CPU has AMX-BF16 tiles. There XLA's bfloat16 matmuls run in about
+    half the time of float32 ones (a Sapphire Rapids: 1.9x at 16 rows, 3.6x at 256)."""
+    try:
+        with open(cpuinfo) as f:
+            return any(line.startswith("flags") and "amx_bf16" in line.split() for line in f)
+    except OSError:  # not Linux
+        return False
 
 
 def param_count(params) -> int:

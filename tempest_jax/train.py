@@ -121,7 +121,7 @@ class SimSource:
         self.start_level = cfg.env.start_level
         schedule = cfg.schedule
         support = jnp.asarray(learner.support)
-        apply = learner.network.apply
+        apply = learner.inference_network.apply
 
         def tick(carry, key):
             params, state, frame, frames, overrides = carry
@@ -570,6 +570,8 @@ class Trainer:
                 log.info("serving game clients on %s:%d", *self.server.address)
             if cfg.dashboard.enabled and distributed.is_primary():
                 self.dashboard = start_dashboard(cfg.dashboard, self.controls)
+            log.info("network: %s parameters; the actors multiply in %s", f"{self.param_count:,}",
+                     self.learner.inference_dtype_name)
             learner_thread.start()
             self._loop(total)
         finally:

@@ -18,6 +18,7 @@ from tempest_jax.actor import (
 )
 from tempest_jax.bench.protocol_bench import random_wire_frames
 from tempest_jax.config import load_config
+from tempest_jax.learner import expected_q
 
 CFG = load_config(None).schedule
 N = 4000
@@ -94,22 +95,28 @@ def test_bucket_sizes():
     assert bucket_size(5, 3) == 9
 
 
-@pytest.fixture(scope="module")
-def smoke_learner():
+@pytest.fixture(scope="module", params=["float32", "bfloat16"])
+def smoke_learner(request):
     from tempest_jax.learner import make_learner
-    cfg = load_config("smoke")
+    cfg = load_config("smoke", [f"learner.inference_dtype={request.param}"])
     learner = make_learner(cfg)
     return cfg, learner, learner.init(jax.random.key(0))
 
 
 def test_server_policy_acts_on_a_frame_batch(smoke_learner):
     cfg, learner, state = smoke_learner
-    policy = ServerPolicy(learner, ParamStore(state.params), cfg.schedule)
+    params = learner.inference_params(state.params)
+    policy = ServerPolicy(learner, ParamStore(params), cfg.schedule)
     batch = P.decode_wire(random_wire_frames(13))
     policy.overrides = lambda: Overrides(epsilon=0.0, expert_ratio=0.0)
     out = policy(np.arange(13), batch)
     assert out.joint.shape == (13,) and not out.is_expert.any()
-    greedy = np.asarray(learner.greedy_actions(state.params, batch.state))
+    # The actors' network: float32, or bfloat16 matmuls on bfloat16 matrices.
+    logits = jax.jit(learner.inference_network.apply)(params, batch.state)
+    greedy = np.asarray(jnp.argmax(expected_q(logits, jnp.asarray(learner.support)), -1))
+    if cfg.learner.inference_dtype == "float32":
+        np.testing.assert_array_equal(
+            greedy, np.asarray(learner.greedy_actions(state.params, batch.state)))
     fire, zap, sp = F.decode_joint(greedy)
     gated = F.joint_index(fire, np.where(batch.expert_zap == 0, 0, zap), sp)
     np.testing.assert_array_equal(out.joint, gated)
@@ -119,3 +126,53 @@ def test_server_policy_acts_on_a_frame_batch(smoke_learner):
                                    batch.expert_fire, batch.expert_zap)
     np.testing.assert_array_equal(out.joint, expert)
     assert policy.frames == 26
+
+
+def test_inference_params_store_matrices_in_the_inference_dtype(smoke_learner):
+    cfg, learner, state = smoke_learner
+    params = learner.inference_params(state.params)
+    if cfg.learner.inference_dtype == "float32":
+        assert params is state.params  # nothing to convert: no copy
+        return
+    for (path, before), after in zip(jax.tree_util.tree_leaves_with_path(state.params),
+                                     jax.tree.leaves(params), strict=True):
+        expected = jnp.bfloat16 if before.ndim >= 2 else jnp.float32
+        assert after.dtype == expected, jax.tree_util.keystr(path)
+        np.testing.assert_array_equal(after, before.astype(expected))
+    assert learner.inference_dtype_name == "bfloat16"
+
+
+@pytest.mark.parametrize("name, has_amx, platform, expected", [
+    ("float32", True, "cpu", None),
+    ("bfloat16", False, "gpu", "bfloat16"),
+    ("auto", True, "cpu", "bfloat16"),
+    ("auto", False, "cpu", None),
+    ("auto", True, "gpu", None),
+])
+def test_inference_dtype_resolution(monkeypatch, name, has_amx, platform, expected):
+    from tempest_jax import learner as learner_lib
+    from tempest_jax.networks import TempestNetwork
+    monkeypatch.setattr(learner_lib, "cpu_has_amx_bf16", lambda: has_amx)
+    dtype = learner_lib.resolve_inference_dtype(name, TempestNetwork(), platform)
+    assert dtype == (None if expected is None else jnp.dtype(expected))
+
+
+def test_bfloat16_inference_needs_a_network_that_supports_it(monkeypatch):
+    import flax.linen as nn
+
+    from tempest_jax import learner as learner_lib
+    monkeypatch.setattr(learner_lib, "cpu_has_amx_bf16", lambda: True)
+    plain = nn.Dense(4)
+    assert learner_lib.resolve_inference_dtype("auto", plain, "cpu") is None
+    with pytest.raises(ValueError, match="matmul_dtype"):
+        learner_lib.resolve_inference_dtype("bfloat16", plain, "cpu")
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    from tempest_jax.networks import cpu_has_amx_bf16
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_bf16 amx_tile\n")
+    assert cpu_has_amx_bf16(str(info))
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\n")
+    assert not cpu_has_amx_bf16(str(info))
+    assert not cpu_has_amx_bf16(str(tmp_path / "missing"))

@@ -104,3 +104,36 @@ def test_encoder_ignores_empty_slots_and_slot_order(small):
         shuffled[:, LAYOUT[name].slice] = obs[:, LAYOUT[name].slice][:, perm]
     shuffled[:, info.slice] = obs[:, info.slice].reshape(3, 7, 6)[:, perm].reshape(3, 42)
     np.testing.assert_allclose(encode(shuffled), base, atol=1e-5)
+
+
+def _dot_operand_dtypes(jaxpr) -> list[tuple[str, str, str]]:
+    """(lhs, rhs, out) dtypes of every dot_general in a jaxpr, nested jaxprs included."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            found.append(tuple(str(v.aval.dtype) for v in (*eqn.invars, *eqn.outvars)))
+        for param in eqn.params.values():
+            if hasattr(param, "jaxpr"):
+                found += _dot_operand_dtypes(getattr(param.jaxpr, "jaxpr", param.jaxpr))
+    return found
+
+
+def test_bfloat16_matmuls_take_bfloat16_matrices_and_accumulate_in_float32(small):
+    net, params, apply = small
+    mixed = net.clone(matmul_dtype=jnp.bfloat16)
+    stored = jax.tree.map(lambda x: x.astype(jnp.bfloat16) if x.ndim >= 2 else x, params)
+    obs = _random_obs(np.random.default_rng(2), 32)
+    jaxpr = jax.make_jaxpr(mixed.apply)(stored, obs).jaxpr
+    dots = _dot_operand_dtypes(jaxpr)
+    # The five projections of the encoder, the trunk and the four head layers multiply in
+    # bfloat16 into float32; only the attention's own score and mixing products stay float32.
+    weight_dots = [d for d in dots if d[:2] == ("bfloat16", "bfloat16")]
+    assert len(weight_dots) == 5 + net.trunk_layers + 4, dots
+    assert all(out == "float32" for *_, out in dots)
+    assert all(d == ("float32", "float32", "float32") for d in dots if d not in weight_dots)
+    # The same function of the same parameters: only the products' rounding differs.
+    exact = np.asarray(apply(params, obs))
+    approx = np.asarray(jax.jit(mixed.apply)(stored, obs))
+    assert approx.dtype == np.float32
+    np.testing.assert_allclose(approx, exact, atol=0.05 * np.abs(exact).max())
+    assert not np.array_equal(approx, exact), "bfloat16 products round differently"

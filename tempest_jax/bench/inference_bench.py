@@ -54,19 +54,22 @@ def measure(args: argparse.Namespace):
     cfg = config_from_args(args)
     learner = make_learner(cfg)
     state = learner.init(jax.random.key(0))
-    policy = ServerPolicy(learner, ParamStore(state.params), cfg.schedule)
-    forward = jax.jit(learner.network.apply)
+    params = learner.inference_params(state.params)
+    policy = ServerPolicy(learner, ParamStore(params), cfg.schedule)
+    forward = jax.jit(learner.inference_network.apply)
     wire = recorded_frames(max(args.batch), ticks=1)
     rows, figures = [], {}
     for batch_size in args.batch:
         batch = P.decode_wire(b"".join(wire[:batch_size]))
-        act_ms, forward_ms = _time_point(policy, forward, state.params, batch, args.seconds)
+        act_ms, forward_ms = _time_point(policy, forward, params, batch, args.seconds)
         figures[f"act_ms_b{batch_size}"] = act_ms
         figures[f"forward_ms_b{batch_size}"] = forward_ms
         figures[f"ceiling_frames_per_s_b{batch_size}"] = batch_size / act_ms * 1e3
         rows.append((batch_size, act_ms, forward_ms, batch_size / act_ms * 1e3))
-    params = param_count(state.params)
+    count = param_count(state.params)
     settings = {"config": args.config, "overrides": args.overrides, "batch": args.batch,
-                "network_params": params, "devices": learner.num_devices}
+                "network_params": count, "devices": learner.num_devices,
+                "inference_dtype": learner.inference_dtype_name}
     text = table(rows, ("batch", "act ms", "forward ms", "ceiling frames/s"))
-    return figures, settings, text + f"\n(network: {params:,} parameters)"
+    return figures, settings, text + (f"\n(network: {count:,} parameters, "
+                                      f"{learner.inference_dtype_name} matmuls)")

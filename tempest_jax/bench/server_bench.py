@@ -123,6 +123,8 @@ def measure(args: argparse.Namespace):
                 "network_params": trainer.param_count, "batch_wait_ms":
                 cfg.server.batch_wait_ms, "devices": len(jax.local_devices()),
                 "learner_warmup_s": learner_warmup_s,
+                "inference_dtype": trainer.learner.inference_dtype_name,
                 "clients_share_cores_with_server": True}
     text = table(rows, ("clients", "learning", "frames/s", "p50 ms", "p99 ms", "updates"))
-    return figures, settings, text + f"\n(network: {trainer.param_count:,} parameters)"
+    return figures, settings, text + (f"\n(network: {trainer.param_count:,} parameters, "
+                                      f"{trainer.learner.inference_dtype_name} matmuls)")
