@@ -147,10 +147,21 @@ class ServerStats:
     drops: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     latencies_ms: collections.deque = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
+    # Frames received whole and not yet answered (every client's queue), now and at most
+    # since the previous snapshot.
+    queued_frames: int = 0
+    queued_frames_peak: int = 0
+
+    def count_queued(self, change: int) -> None:
+        self.queued_frames += change
+        self.queued_frames_peak = max(self.queued_frames_peak, self.queued_frames)
 
     def snapshot(self) -> dict:
+        """The counters now; the queue peak starts a new window."""
         lat = np.asarray(self.latencies_ms, dtype=np.float64)
+        peak, self.queued_frames_peak = self.queued_frames_peak, self.queued_frames
         return {"frames": self.frames, "batches": self.batches,
+                "queued_frames": self.queued_frames, "queued_frames_peak": peak,
                 "clients": self.clients_connected, "clients_total": self.clients_total,
                 "drops": sum(self.drops.values()), "drops_by_reason": dict(self.drops),
                 "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else 0.0,
@@ -337,6 +348,7 @@ class GameServer:
             return
         client.ready.extend(payloads)
         client.ready_at.extend([now] * len(payloads))
+        self.stats.count_queued(len(payloads))
         if len(client.ready) > MAX_QUEUED_FRAMES:
             self._drop(client.id, "sent too far ahead",
                        f"{len(client.ready)} frames waiting for replies (lockstep protocol; "
@@ -381,6 +393,7 @@ class GameServer:
         clients = [c for c in self._clients.values() if c.ready][: self.cfg.max_batch]
         payloads = [c.ready.popleft() for c in clients]
         received_at = [c.ready_at.popleft() for c in clients]
+        self.stats.count_queued(-len(clients))
         batch = P.decode_payloads(b"".join(payloads))
         keep = np.flatnonzero(batch.valid)
         for i in np.flatnonzero(~batch.valid):
@@ -487,6 +500,7 @@ class GameServer:
         client = self._clients.pop(client_id, None)
         if client is None:
             return
+        self.stats.count_queued(-len(client.ready))
         if refused:
             self._refusals.warning(category, "client %d (%s:%d) refused: %s: %s", client_id,
                                    *client.address[:2], category, detail)

@@ -179,6 +179,7 @@ class ReplaySink:
         self.frames_counter = frames_counter
         self.backpressure_waits = 0
         self._queue: queue.Queue[Emission | None] = queue.Queue(maxsize=WRITE_QUEUE_BATCHES)
+        self._queue_peak = 0
         self._thread = threading.Thread(target=self._write, name="replay-writer", daemon=True)
         self._thread.start()
 
@@ -203,6 +204,13 @@ class ReplaySink:
         except queue.Full:
             self.backpressure_waits += 1
             self._queue.put(emission)
+        self._queue_peak = max(self._queue_peak, self._queue.qsize())
+
+    def queue_depths(self) -> tuple[int, int]:
+        """(batches waiting for the writer now, at most since the previous call)."""
+        depth = self._queue.qsize()
+        peak, self._queue_peak = max(self._queue_peak, depth), depth
+        return depth, peak
 
     def _write(self) -> None:
         while True:
@@ -660,10 +668,14 @@ class Trainer:
         self._episode_summary = record
         if self.server is not None:
             server = self.server.stats.snapshot()
+            write_queue, write_queue_peak = self.server.sink.queue_depths()
             record.update(clients=server["clients"], inference_ms=server["latency_ms_p50"],
                           latency_ms_p50=server["latency_ms_p50"],
                           latency_ms_p99=server["latency_ms_p99"], drops=server["drops"],
-                          backpressure_waits=self.server.sink.backpressure_waits)
+                          backpressure_waits=self.server.sink.backpressure_waits,
+                          queued_frames=server["queued_frames"],
+                          queued_frames_peak=server["queued_frames_peak"],
+                          write_queue=write_queue, write_queue_peak=write_queue_peak)
         if self._agreed is not None:
             record.update(self._combine_processes(*self._agreed))
         if final:

@@ -219,8 +219,38 @@ def test_a_client_far_ahead_of_its_replies_is_dropped(server):
     assert wait_for(lambda: srv.stats.drops["sent too far ahead"] == 1)
     assert lockstep(healthy, FRAMES[:3]) == [expected_reply(p) for p in FRAMES[:3]]
     assert srv.stats.clients_connected == 1
+    assert srv.stats.queued_frames == 0, "the dropped client's queue left the count"
     for s in (healthy, flooder):
         s.close()
+
+
+def test_queue_depth_counts_frames_awaiting_replies():
+    gate = threading.Event()
+
+    def gated_policy(client_ids, batch):
+        gate.wait(5)
+        return expert_policy(client_ids, batch)
+
+    srv = GameServer(ServerConfig(port=0, batch_wait_ms=0.5), gated_policy, RecordingSink())
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    sock = connect(srv)
+    try:
+        sock.sendall(b"".join(struct.pack(">H", len(p)) + p for p in FRAMES[:5]))
+        # One frame is in the held batch at most; the rest wait in the client's queue.
+        assert wait_for(lambda: srv.stats.queued_frames >= 4)
+        gate.set()
+        assert [recv_exact(sock, P.REPLY_SIZE) for _ in range(5)] == [
+            expected_reply(p) for p in FRAMES[:5]]
+        assert wait_for(lambda: srv.stats.queued_frames == 0)
+        first = srv.stats.snapshot()
+        assert first["queued_frames"] == 0 and first["queued_frames_peak"] in (4, 5)
+        assert srv.stats.snapshot()["queued_frames_peak"] == 0, "each snapshot starts a window"
+    finally:
+        gate.set()
+        sock.close()
+        srv.stop()
+        thread.join(timeout=5)
 
 
 def test_client_limit_refuses_extra_connections(server):

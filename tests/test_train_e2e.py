@@ -91,6 +91,9 @@ def test_server_training_with_sim_clients_then_resume(tmp_path):
 
     records = read_metrics(run_dir.metrics_file)
     assert records and records[-1]["final"] and records[-1]["frames"] == CLIENTS * TICKS
+    # Lockstep clients keep at most one frame each waiting; all were answered at the end.
+    assert records[-1]["queued_frames"] == 0 and records[-1]["write_queue"] == 0
+    assert all(0 <= r["queued_frames_peak"] <= CLIENTS for r in records)
 
     saved_step = trainer.checkpointer.latest_step()
     assert saved_step == trainer.updates
@@ -101,3 +104,46 @@ def test_server_training_with_sim_clients_then_resume(tmp_path):
                         resumed.train_state.params, trainer.train_state.params)
     assert all(jax.tree.leaves(same))
     resumed.checkpointer.close()
+
+
+def test_replay_sink_reports_its_queue_depth():
+    from tempest_jax.metrics import EpisodeStats
+    from tempest_jax.train import ReplaySink
+
+    class StalledReplay:
+        """A replay whose writes wait for `gate`."""
+
+        def __init__(self):
+            self.accumulator = NStepAccumulator(4)
+            self.writing, self.gate = threading.Event(), threading.Event()
+            self.written = 0
+
+        def add(self, emission):
+            self.writing.set()
+            self.gate.wait(10)
+            self.written += 1
+
+    replay = StalledReplay()
+    sink = ReplaySink(replay, load_config("smoke").reward, EpisodeStats(4), lambda: 0)
+    try:
+        sink.disconnect(0)
+        assert replay.writing.wait(5), "the writer took the first batch"
+        for client in (1, 2, 3):
+            sink.disconnect(client)
+        assert sink.queue_depths() == (3, 3)
+        replay.gate.set()
+        assert wait_until(lambda: sink.queue_depths()[0] == 0)
+        assert sink.queue_depths() == (0, 0), "each reading starts a new peak window"
+    finally:
+        replay.gate.set()
+        sink.close()
+    assert replay.written >= 2 and sink.backpressure_waits == 0
+
+
+def wait_until(predicate, timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
