@@ -13,6 +13,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from test_server import wait_for
 
 from tempest_jax import features as F
 from tempest_jax import protocol as P
@@ -132,18 +133,9 @@ def test_replay_sink_reports_its_queue_depth():
             sink.disconnect(client)
         assert sink.queue_depths() == (3, 3)
         replay.gate.set()
-        assert wait_until(lambda: sink.queue_depths()[0] == 0)
+        assert wait_for(lambda: sink.queue_depths()[0] == 0)
         assert sink.queue_depths() == (0, 0), "each reading starts a new peak window"
     finally:
         replay.gate.set()
         sink.close()
     assert replay.written >= 2 and sink.backpressure_waits == 0
-
-
-def wait_until(predicate, timeout: float = 5.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
