@@ -259,6 +259,8 @@ class Trainer:
         # agreement (always 0 with one process).
         self.local_frames = 0
         self.peer_frames = 0
+        # Run-wide frames each checkpoint of this run holds, as far as this process knows.
+        self._checkpoint_frames: dict[int, int] = {}
         self.agreement = distributed.Agreement(cfg.distributed.collective_timeout_s)
         self.watchdog = (distributed.Watchdog(cfg.distributed.collective_timeout_s)
                          if self.lockstep else None)
@@ -284,6 +286,7 @@ class Trainer:
             self.frames = int(restored.counters.get("frames", 0))
             self.updates = int(restored.counters.get("updates", 0))
             self.pulse_until = int(restored.counters.get("pulse_until", 0))
+            self._checkpoint_frames[restored.step] = self.frames
             log.info("resumed %s at checkpoint %d: %d frames, %d updates, %s", run.path,
                      restored.step, self.frames, self.updates,
                      "empty replay" if restored_replay is None else
@@ -349,22 +352,33 @@ class Trainer:
         return {"frames": self.frames, "updates": self.updates, "pulse_until": self.pulse_until,
                 "transitions": transitions}
 
-    def save(self) -> int | None:
+    def save(self, final: bool = False) -> int | None:
         """Checkpoint now (the learner thread pauses between dispatches). Returns the step;
-        with several processes, None: every process saves at the next agreement."""
+        with several processes, None: every process saves at the next agreement. `final`: the
+        run stops after it."""
         if self.lockstep:
             self._save_requested.set()
             return None
-        return self._save_now()
+        return self._save_now(final)
 
-    def _save_now(self) -> int:
+    def _save_now(self, final: bool = False) -> int:
         with self._state_lock:
             step = self.updates
             if step in self.checkpointer.all_steps():
+                # Steps are update counts: with no update since, there is nothing new to save
+                # the frames under. Say so rather than lose them quietly at the end of a run.
+                saved = self._checkpoint_frames.get(step)
+                if final and saved is not None and self.frames > saved:
+                    log.warning("no checkpoint at the stop: checkpoint %d already holds update "
+                                "%d, so the %s frames collected since (without an update) are "
+                                "in none; a resume continues from its %s frames", step, step,
+                                f"{self.frames - saved:,}", f"{saved:,}")
                 return step
+            counters = self.counters()
             # The key itself, not a split of it: a resumed run continues the same key stream.
-            self.checkpointer.save(step, self.learner, self.train_state, self.counters(),
-                                   self.cfg, rng=self.key)
+            self.checkpointer.save(step, self.learner, self.train_state, counters, self.cfg,
+                                   rng=self.key)
+            self._checkpoint_frames[step] = counters["frames"]
         log.info("checkpoint %d started (%d frames)", step, self.frames)
         if self.cfg.replay.snapshot:
             self._start_replay_snapshot(step)
@@ -500,7 +514,7 @@ class Trainer:
                 if asks_save:
                     self._save_requested.clear()
                 with self.watchdog.guard(f"saving checkpoint {self.updates}"):
-                    self._save_now()
+                    self._save_now(final=stop)
             if stop:
                 log.info("process %d stops at update %d; parameters digest %s",
                          jax.process_index(), self.updates,
@@ -593,7 +607,7 @@ class Trainer:
                 # Frames served since the loop's last look count in the final checkpoint.
                 self.local_frames = self.source.frames
             if self._learner_error is None and not self.lockstep:  # lockstep saved at its stop
-                self.save()
+                self.save(final=True)
             self.wait_for_replay_snapshot()
             self.checkpointer.wait()
             self.checkpointer.close()

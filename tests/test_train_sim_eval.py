@@ -132,3 +132,21 @@ def test_plot_draws_the_runs_curves(sim_run, tmp_path):
 def test_plot_rejects_a_directory_without_metrics(tmp_path):
     with pytest.raises(SystemExit, match="not a run directory"):
         main(["plot", str(tmp_path)])
+
+
+def test_a_stop_with_frames_but_no_update_since_the_last_checkpoint_says_so(tmp_path, caplog):
+    cfg = load_config("smoke", [f"run.dir={tmp_path}", "run.name=paused", "env.num_games=8",
+                                "env.rollout_steps=8", "run.log_interval_s=3600"])
+    trainer = Trainer(cfg, RunDir.create(cfg), install_signal_handlers=False)
+    assert trainer.save() == 0
+    trainer.training_enabled.clear()  # frames, no updates: checkpoint 0 stays the only step
+    with caplog.at_level("WARNING", logger="tempest_jax.train"):
+        assert trainer.run(frames=2_000) == 0
+    assert trainer.updates == 0 and trainer.checkpointer.all_steps() == [0]
+    saved = trainer.checkpointer.restore(trainer.learner, cfg).counters["frames"]
+    assert saved == 0 < trainer.frames
+    warnings = [r.getMessage() for r in caplog.records if "no checkpoint at the stop" in
+                r.getMessage()]
+    assert warnings == [f"no checkpoint at the stop: checkpoint 0 already holds update 0, so "
+                        f"the {trainer.frames - saved:,} frames collected since (without an "
+                        f"update) are in none; a resume continues from its {saved:,} frames"]
