@@ -138,6 +138,22 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+class PeakWindow:
+    """The largest value observed since the last `take`; each `take` starts the next window
+    at the value current then (queue depths reported per metrics interval)."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+
+    def observe(self, value: int) -> None:
+        if value > self.peak:
+            self.peak = value
+
+    def take(self, current: int) -> int:
+        peak, self.peak = max(self.peak, current), current
+        return peak
+
+
 @dataclasses.dataclass
 class ServerStats:
     frames: int = 0
@@ -147,21 +163,21 @@ class ServerStats:
     drops: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     latencies_ms: collections.deque = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
-    # Frames received whole and not yet answered (every client's queue), now and at most
+    # Frames received whole and not yet answered (every client's queue), and their peak
     # since the previous snapshot.
     queued_frames: int = 0
-    queued_frames_peak: int = 0
+    queued_peak_window: PeakWindow = dataclasses.field(default_factory=PeakWindow)
 
     def count_queued(self, change: int) -> None:
         self.queued_frames += change
-        self.queued_frames_peak = max(self.queued_frames_peak, self.queued_frames)
+        self.queued_peak_window.observe(self.queued_frames)
 
     def snapshot(self) -> dict:
         """The counters now; the queue peak starts a new window."""
         lat = np.asarray(self.latencies_ms, dtype=np.float64)
-        peak, self.queued_frames_peak = self.queued_frames_peak, self.queued_frames
         return {"frames": self.frames, "batches": self.batches,
-                "queued_frames": self.queued_frames, "queued_frames_peak": peak,
+                "queued_frames": self.queued_frames,
+                "queued_frames_peak": self.queued_peak_window.take(self.queued_frames),
                 "clients": self.clients_connected, "clients_total": self.clients_total,
                 "drops": sum(self.drops.values()), "drops_by_reason": dict(self.drops),
                 "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else 0.0,
@@ -383,7 +399,7 @@ class GameServer:
         return rest
 
     def _any_ready(self) -> bool:
-        return any(c.ready for c in self._clients.values())
+        return self.stats.queued_frames > 0
 
     def _batch_full(self) -> bool:
         ready = sum(1 for c in self._clients.values() if c.ready)

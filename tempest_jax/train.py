@@ -60,7 +60,7 @@ from tempest_jax.replay import (
 )
 from tempest_jax.replay.snapshot import prune_snapshots
 from tempest_jax.resume import find_resume_point
-from tempest_jax.server import GameServer, PolicyOutput
+from tempest_jax.server import GameServer, PeakWindow, PolicyOutput
 
 log = logging.getLogger(__name__)
 HEADER_EVERY_ROWS = 30
@@ -179,7 +179,7 @@ class ReplaySink:
         self.frames_counter = frames_counter
         self.backpressure_waits = 0
         self._queue: queue.Queue[Emission | None] = queue.Queue(maxsize=WRITE_QUEUE_BATCHES)
-        self._queue_peak = 0
+        self._queue_peak = PeakWindow()
         self._thread = threading.Thread(target=self._write, name="replay-writer", daemon=True)
         self._thread.start()
 
@@ -204,13 +204,12 @@ class ReplaySink:
         except queue.Full:
             self.backpressure_waits += 1
             self._queue.put(emission)
-        self._queue_peak = max(self._queue_peak, self._queue.qsize())
+        self._queue_peak.observe(self._queue.qsize())
 
     def queue_depths(self) -> tuple[int, int]:
         """(batches waiting for the writer now, at most since the previous call)."""
         depth = self._queue.qsize()
-        peak, self._queue_peak = max(self._queue_peak, depth), depth
-        return depth, peak
+        return depth, self._queue_peak.take(depth)
 
     def _write(self) -> None:
         while True:
@@ -259,8 +258,8 @@ class Trainer:
         # agreement (always 0 with one process).
         self.local_frames = 0
         self.peer_frames = 0
-        # Run-wide frames each checkpoint of this run holds, as far as this process knows.
-        self._checkpoint_frames: dict[int, int] = {}
+        # (step, run-wide frames) of the newest checkpoint, as far as this process knows.
+        self._last_checkpoint: tuple[int, int] | None = None
         self.agreement = distributed.Agreement(cfg.distributed.collective_timeout_s)
         self.watchdog = (distributed.Watchdog(cfg.distributed.collective_timeout_s)
                          if self.lockstep else None)
@@ -286,7 +285,7 @@ class Trainer:
             self.frames = int(restored.counters.get("frames", 0))
             self.updates = int(restored.counters.get("updates", 0))
             self.pulse_until = int(restored.counters.get("pulse_until", 0))
-            self._checkpoint_frames[restored.step] = self.frames
+            self._last_checkpoint = (restored.step, self.frames)
             log.info("resumed %s at checkpoint %d: %d frames, %d updates, %s", run.path,
                      restored.step, self.frames, self.updates,
                      "empty replay" if restored_replay is None else
@@ -367,8 +366,8 @@ class Trainer:
             if step in self.checkpointer.all_steps():
                 # Steps are update counts: with no update since, there is nothing new to save
                 # the frames under. Say so rather than lose them quietly at the end of a run.
-                saved = self._checkpoint_frames.get(step)
-                if final and saved is not None and self.frames > saved:
+                last_step, saved = self._last_checkpoint or (None, 0)
+                if final and last_step == step and self.frames > saved:
                     log.warning("no checkpoint at the stop: checkpoint %d already holds update "
                                 "%d, so the %s frames collected since (without an update) are "
                                 "in none; a resume continues from its %s frames", step, step,
@@ -378,7 +377,7 @@ class Trainer:
             # The key itself, not a split of it: a resumed run continues the same key stream.
             self.checkpointer.save(step, self.learner, self.train_state, counters, self.cfg,
                                    rng=self.key)
-            self._checkpoint_frames[step] = counters["frames"]
+            self._last_checkpoint = (step, counters["frames"])
         log.info("checkpoint %d started (%d frames)", step, self.frames)
         if self.cfg.replay.snapshot:
             self._start_replay_snapshot(step)
