@@ -145,13 +145,23 @@ _REPLY_STRUCT = struct.Struct("bbbBB")
 _LENGTH_STRUCT = struct.Struct(">H")
 
 
-def _check_header(h: dict) -> None:
-    for name in ("subj_reward", "obj_reward"):
-        if not math.isfinite(h[name]):
-            raise HeaderValueError(f"header field {name} is not finite ({h[name]!r})", name)
-    for name, lo, hi in _HEADER_RANGES:
-        if not lo <= h[name] <= hi:
-            raise HeaderValueError(f"header field {name} = {h[name]} outside {lo}..{hi}", name)
+# Positions in the unpacked header tuple of the fields checked there.
+_FLOAT_FIELD_INDEX = tuple((HEADER_FIELDS.index(n), n) for n in ("subj_reward", "obj_reward"))
+_RANGE_FIELD_INDEX = tuple((HEADER_FIELDS.index(n), n, lo, hi) for n, lo, hi in _HEADER_RANGES)
+# |x| <= 1 for a float32 exactly when its bits without the sign are at most those of 1.0 (NaN
+# and infinity have larger ones), so the state check needs no float conversion.
+_MAGNITUDE_BITS = 0x7FFFFFFF
+_ONE_BITS = 0x3F800000
+
+
+def _check_header(values: tuple) -> None:
+    """`values`: the header as unpacked (num_values first)."""
+    for i, name in _FLOAT_FIELD_INDEX:
+        if not math.isfinite(values[i]):
+            raise HeaderValueError(f"header field {name} is not finite ({values[i]!r})", name)
+    for i, name, lo, hi in _RANGE_FIELD_INDEX:
+        if not lo <= values[i] <= hi:
+            raise HeaderValueError(f"header field {name} = {values[i]} outside {lo}..{hi}", name)
 
 
 def _check_state(state: np.ndarray) -> None:
@@ -168,7 +178,7 @@ def _check_state(state: np.ndarray) -> None:
 
 def validate_frame(frame: Frame) -> None:
     """Raise the specific ProtocolError for the first thing wrong with `frame`."""
-    _check_header({name: getattr(frame, name) for name in HEADER_FIELDS[1:]})
+    _check_header((STATE_SIZE, *(getattr(frame, name) for name in HEADER_FIELDS[1:])))
     _check_state(np.asarray(frame.state))
 
 
@@ -194,24 +204,33 @@ def check_length_prefix(length: int) -> None:
                                f"frame payload ({STATE_SIZE} values)", "length")
 
 
-def parse_payload(payload: bytes | bytearray | memoryview) -> Frame:
-    """One payload (the bytes after the length prefix) as a validated Frame."""
+def validate_payload(payload: bytes | bytearray | memoryview) -> tuple:
+    """Check one payload (the bytes after the length prefix) completely: length, value count,
+    header ranges, finite and in-range values. Raises the specific ProtocolError naming the
+    field; returns the unpacked header (num_values first). The server runs it on every frame
+    while the frame is still its client's, so only valid payloads reach a batch."""
     length = len(payload)
     check_length_prefix(length)
     values = _HEADER_STRUCT.unpack_from(payload)
-    header = dict(zip(HEADER_FIELDS, values))
-    num_values = header.pop("num_values")
-    if num_values != STATE_SIZE:
-        raise ValueCountError(f"frame carries {num_values} values, expected {STATE_SIZE}",
+    if values[0] != STATE_SIZE:
+        raise ValueCountError(f"frame carries {values[0]} values, expected {STATE_SIZE}",
                               "num_values")
     if length != PAYLOAD_SIZE:
         raise FrameLengthError(f"length prefix {length} does not match {STATE_SIZE} values "
                                f"({PAYLOAD_SIZE} bytes)", "length")
-    _check_header(header)
+    _check_header(values)
+    bits = np.frombuffer(payload, dtype=">u4", count=STATE_SIZE, offset=HEADER_SIZE)
+    if int((bits & _MAGNITUDE_BITS).max()) > _ONE_BITS:
+        _check_state(np.frombuffer(payload, dtype=">f4", count=STATE_SIZE,
+                                   offset=HEADER_SIZE).astype(np.float32))
+    return values
+
+
+def parse_payload(payload: bytes | bytearray | memoryview) -> Frame:
+    """One payload (the bytes after the length prefix) as a validated Frame."""
+    values = validate_payload(payload)
     state = np.frombuffer(payload, dtype=">f4", count=STATE_SIZE, offset=HEADER_SIZE)
-    state = state.astype(np.float32)
-    _check_state(state)
-    return Frame(**header, state=state)
+    return Frame(*values[1:], state=state.astype(np.float32))
 
 
 def parse_frame(data: bytes | bytearray | memoryview) -> Frame:

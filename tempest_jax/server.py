@@ -6,8 +6,11 @@ for the others), decodes them in one numpy pass, asks the policy for actions in 
 answers each frame with its 5-byte reply and hands the decoded frames to a sink (the replay
 writer). A policy that computes asynchronously (`AsyncPolicy`, e.g. jitted inference) is started
 first; the previous batch goes to the sink while it runs, so forming transitions costs the
-clients no latency. A client that sends anything malformed, stalls mid-frame, goes silent or
-vanishes is logged with its id and dropped; no other client is touched.
+clients no latency. Every frame is validated completely (length, value count, header ranges,
+finite values) as it arrives, while it is still one client's: only whole, valid payloads enter a
+batch, so nothing a client sends can make the batched path raise. A client that sends anything
+malformed, stalls mid-frame, goes silent or vanishes is logged with its id (and the offending
+field) and dropped; no other client is touched.
 
 Access control: a connection from outside server.allow, or beyond server.max_clients, is closed
 as soon as it is accepted; with a token configured (server.token or $TEMPEST_TOKEN) a client must
@@ -362,6 +365,13 @@ class GameServer:
         except P.ProtocolError as e:
             self._drop(client.id, "bad framing", str(e))
             return
+        # Checked completely while they are this client's: a batch holds valid payloads only.
+        for payload in payloads:
+            try:
+                P.validate_payload(payload)
+            except P.ProtocolError as e:
+                self._drop(client.id, "invalid frame", f"{e.field}: {e}")
+                return
         client.ready.extend(payloads)
         client.ready_at.extend([now] * len(payloads))
         self.stats.count_queued(len(payloads))
@@ -410,22 +420,7 @@ class GameServer:
         payloads = [c.ready.popleft() for c in clients]
         received_at = [c.ready_at.popleft() for c in clients]
         self.stats.count_queued(-len(clients))
-        batch = P.decode_payloads(b"".join(payloads))
-        keep = np.flatnonzero(batch.valid)
-        for i in np.flatnonzero(~batch.valid):
-            try:
-                P.parse_payload(payloads[i])
-                detail = "rejected by the bulk decoder"
-            except P.ProtocolError as e:
-                detail = f"{type(e).__name__}: {e}"
-            self._drop(clients[i].id, "invalid frame", detail)
-        if keep.size == 0:
-            return 0
-        if keep.size < len(clients):
-            batch = P.FrameBatch(header={k: v[keep] for k, v in batch.header.items()},
-                                 state=batch.state[keep], valid=batch.valid[keep])
-            clients = [clients[i] for i in keep]
-            received_at = [received_at[i] for i in keep]
+        batch = P.decode_payloads(b"".join(payloads))  # valid payloads only (see _read)
         ids = np.fromiter((c.id for c in clients), dtype=np.int64, count=len(clients))
         wait = self._start_batch(ids, batch)
         self._push_deferred()  # while an asynchronous policy computes
