@@ -75,7 +75,8 @@ local function zoom_lane(s)
 end
 
 -- §2.2 top-threat flee: the flee lane, or nil when no threat is within one lane. Distances are
--- num/den pairs (fractional rim lanes), compared exactly by cross-multiplication.
+-- num/den pairs (fractional rim lanes), compared exactly by cross-multiplication. A shot's limit
+-- applies to its full 8.8 depth (docs/extraction.md).
 local function flee_lane(s)
   local P, is_open = s.player_lane, s.is_open
   local best_num, best_den
@@ -91,7 +92,7 @@ local function flee_lane(s)
     end
   end
   for _, shot in ipairs(s.enemy_shots) do
-    if shot.pos > 0 and shot.pos <= TOP_RAIL_AVOID_DEPTH then
+    if shot.pos > 0 and shot.depth <= TOP_RAIL_AVOID_DEPTH * 256 then
       consider(relative_lane(P, shot.lane, is_open), 1)
     end
   end
@@ -178,7 +179,7 @@ local function subjective(s, c)
     if e.active and e.along <= DANGER_DEPTH then threatened[e.lane] = true end
   end
   for _, shot in ipairs(s.enemy_shots) do
-    if shot.pos > 0 and shot.pos <= DANGER_DEPTH then threatened[shot.lane] = true end
+    if shot.pos > 0 and shot.depth <= DANGER_DEPTH * 256 then threatened[shot.lane] = true end
   end
   local scale = 0.5
   if P ~= c.prev_player_lane then scale = 1.0 end

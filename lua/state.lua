@@ -133,9 +133,11 @@ function state.read(ram)
     s.player_shots[j + 1] = {pos = pos, lane = byte(ram_map.PLAYER_SHOT_SEGMENTS + j) & 0x0F}
   end
   s.enemy_shots = {}
+  -- depth: the full 8.8 depth in 1/256 units, which the depth limits compare
+  -- (docs/extraction.md).
   for j = 0, features.NUM_ENEMY_SHOTS - 1 do
-    s.enemy_shots[j + 1] = {pos = byte(ram_map.ENEMY_SHOT_POSITIONS + j),
-                            lsb = byte(ram_map.ENM_SHOT_LSB + j),
+    local pos = byte(ram_map.ENEMY_SHOT_POSITIONS + j)
+    s.enemy_shots[j + 1] = {pos = pos, depth = pos * 256 + byte(ram_map.ENM_SHOT_LSB + j),
                             lane = byte(ram_map.ENEMY_SHOT_SEGMENTS + j) & 0x0F}
   end
   return s
@@ -228,7 +230,7 @@ function state.vector(s, prev)
     else put(ABSENT_VALUE) end
   end
   for _, shot in ipairs(s.enemy_shots) do
-    if shot.pos > 0 then put((shot.pos * 256 + shot.lsb) / 65536) else put(0.0) end
+    if shot.pos > 0 then put(shot.depth / 65536) else put(0.0) end
   end
   for _, shot in ipairs(s.enemy_shots) do
     if shot.pos > 0 then put(relative(relative_lane(P, shot.lane, is_open), 1))

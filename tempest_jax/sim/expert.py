@@ -38,7 +38,7 @@ class ExpertView:
     enemy_rel_num: jnp.ndarray     # [7] rel lane (fractional where it applies) = num / den
     enemy_rel_den: jnp.ndarray     # [7]
     shot_active: jnp.ndarray       # [4] bool
-    shot_pos: jnp.ndarray          # [4] integer position
+    shot_depth: jnp.ndarray        # [4] 8.8 depth in 1/256 units: position·256 + fraction
     shot_lane: jnp.ndarray         # [4]
     spikes: jnp.ndarray            # [16] raw tip depth
     pending: jnp.ndarray
@@ -84,11 +84,12 @@ def expert(view: ExpertView, cooldown):
     zoom_target = jnp.where(own_key <= jnp.min(key), p, jnp.argmin(key))
 
     # 2.2 Top-threat flee: flippers (pulsars once nothing is pending) and enemy shots near
-    # the rim within one lane; enemies before shots, first found on ties.
+    # the rim within one lane; enemies before shots, first found on ties. A shot's limit
+    # applies to its full 8.8 depth (docs/extraction.md).
     e_cand = (view.enemy_active & (view.enemy_depth > 0)
               & (view.enemy_depth <= TOP_RAIL_AVOID_DEPTH)
               & ((view.enemy_type == 0) | ((view.enemy_type == 1) & (view.pending == 0))))
-    s_cand = view.shot_active & (view.shot_pos > 0) & (view.shot_pos <= TOP_RAIL_AVOID_DEPTH)
+    s_cand = view.shot_active & (view.shot_depth <= TOP_RAIL_AVOID_DEPTH * 256)
     s_rel = rel(view, view.shot_lane)
     num = jnp.concatenate([view.enemy_rel_num, s_rel])
     den = jnp.concatenate([view.enemy_rel_den, jnp.ones_like(s_rel)])

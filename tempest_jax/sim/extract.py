@@ -208,8 +208,10 @@ def extract(carry: ExtractCarry, ram, cmd_fire=0, cmd_zap=0, cmd_spinner=0):
     e_num = jnp.where(frac, f_num, e_rel_int)
     e_den = jnp.where(frac, f_den, 1)
     # Enemy shots.
-    es_pos, es_lsb = at(M.ENEMY_SHOT_POSITIONS, 4), at(M.ENM_SHOT_LSB, 4)
+    es_pos = at(M.ENEMY_SHOT_POSITIONS, 4)
     es_on = es_pos > 0
+    # The full 8.8 depth in 1/256 units, which the depth limits compare (docs/extraction.md).
+    es_depth = es_pos * 256 + at(M.ENM_SHOT_LSB, 4)
     es_lane = at(M.ENEMY_SHOT_SEGMENTS, 4) & 15
 
     # Nearest threat per lane (spikes, enemies, enemy shots).
@@ -277,7 +279,7 @@ def extract(carry: ExtractCarry, ram, cmd_fire=0, cmd_zap=0, cmd_spinner=0):
         "enemy_rel_lane": relative_rational(e_num, e_den, e_on),
         "enemy_depth": depth(e_depth),
         "enemy_top_rel_lane": relative_rational(e_num, e_den, top),
-        "enemy_shot_position": _pair(jnp.where(es_on, es_pos * 256 + es_lsb, 0), 65536),
+        "enemy_shot_position": _pair(jnp.where(es_on, es_depth, 0), 65536),
         "enemy_shot_rel_lane": relative_rational(rel(es_lane), 1, es_on),
         "pulsar_depth": depth(jnp.where(pulsar, e_depth, 0)),
         "pulsar_rel_lane": relative_rational(e_num, e_den, pulsar),
@@ -294,7 +296,7 @@ def extract(carry: ExtractCarry, ram, cmd_fire=0, cmd_zap=0, cmd_spinner=0):
         gamestate=gamestate, timectr=at(M.TIMECTR), player_lane=p, is_open=is_open,
         enemy_active=e_on, enemy_type=e_type, enemy_depth=e_depth, enemy_lane=e_lane,
         enemy_away=e_away == 1, enemy_rel_num=jnp.where(toprail, e_num, e_rel_int),
-        enemy_rel_den=jnp.where(toprail, e_den, 1), shot_active=es_on, shot_pos=es_pos,
+        enemy_rel_den=jnp.where(toprail, e_den, 1), shot_active=es_on, shot_depth=es_depth,
         shot_lane=es_lane, spikes=spikes, pending=pending, zap_uses=zap_uses)
     target, fire, zap, cooldown = X.expert(view, carry.zap_cooldown)
 
@@ -314,7 +316,7 @@ def extract(carry: ExtractCarry, ram, cmd_fire=0, cmd_zap=0, cmd_spinner=0):
                     score_term.astype(jnp.float32) - zap_penalty)
 
     threatened = jnp.any(e_in & (e_depth[:, None] <= DANGER_DEPTH), axis=0) | jnp.any(
-        s_in & (es_pos[:, None] <= DANGER_DEPTH), axis=0)
+        s_in & (es_depth[:, None] <= DANGER_DEPTH * 256), axis=0)
     # subj = sum(+-2 * weight * scale) = sum(+-w4) * scale_x2 / 4 (w4 = 4 * weight).
     subj_units = jnp.asarray(0, jnp.int32)
     for offset, w4 in zip(SUBJ_OFFSETS, SUBJ_WEIGHTS_X4):
