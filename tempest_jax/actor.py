@@ -163,6 +163,18 @@ class ServerPolicy:
                                   np.zeros((size, 3), np.int32))
         return self._inputs[size]
 
+    def compile_batches(self, max_rows: int) -> list[int]:
+        """Compile (by running once, on zeros and a scratch key) the act call for every padded
+        batch size a batch of 1..`max_rows` frames takes; the sizes, ascending."""
+        sizes = sorted({bucket_size(n, self._row_multiple) for n in range(1, max_rows + 1)})
+        params, _ = self.params.get()
+        scalars = np.zeros(4, np.float32)
+        for size in sizes:
+            obs, rows = self._buffers(size)
+            scratch_key = jax.device_put(jax.random.key(0), self.learner.inference_replicated)
+            jax.block_until_ready(self._act(params, scratch_key, obs, rows, scalars))
+        return sizes
+
     def start(self, client_ids: np.ndarray, batch: FrameBatch) -> Callable[[], PolicyOutput]:
         """Dispatch the batch's inference (it runs while the caller goes on); the returned
         function waits for the actions."""

@@ -138,17 +138,3 @@ def run_lockstep(address: tuple[str, int], frames: Sequence[bytes], clients: int
     return {"frames": answered, "seconds": seconds, "frames_per_s": answered / seconds,
             "latency_ms_p50": float(np.percentile(lat_ms, 50)) if answered else 0.0,
             "latency_ms_p99": float(np.percentile(lat_ms, 99)) if answered else 0.0}
-
-
-def warm_up_server(address: tuple[str, int], frames: Sequence[bytes], clients: int,
-                   timeout: float = 300.0) -> None:
-    """One lockstep exchange at every power-of-two client count up to `clients` (and at
-    `clients`), so the server compiles each padded batch size it will see before anything is
-    measured. `frames` holds at least `clients` wire frames."""
-    counts = sorted({min(1 << i, clients) for i in range(clients.bit_length() + 1)})
-    for count in counts:
-        pool = ClientPool(address, count, timeout=timeout)
-        try:
-            pool.exchange(frames[:count])
-        finally:
-            pool.close()

@@ -235,6 +235,9 @@ class RunConfig(_Section):
     checkpoint_interval_s: float = _opt(300.0, lo=1.0)
     keep_checkpoints: int = _opt(3, lo=1, hi=1000)
     log_interval_s: float = _opt(5.0, lo=0.1)
+    stall_timeout_s: float = _opt(300.0, lo=0.0, doc="a run thread (server, replay writer, "
+                                  "learner, ...) with work waiting and no progress for this "
+                                  "long ends the run with an error; 0 = never")
 
 
 @dataclass(frozen=True)

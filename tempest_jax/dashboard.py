@@ -1,7 +1,8 @@
 """The live dashboard: one self-contained page and a small JSON API, served by the training process.
 
     GET  /                    the page (dashboard.html: inline CSS and JS, no external assets)
-    GET  /api/now             the latest metrics record, with the live operator settings
+    GET  /api/now             the latest metrics record, with the live operator settings and
+                              the health of the run's threads
     GET  /api/history?since=T the records written after unix time T (all without `since`)
     GET  /api/settings        {"settings": ..., "writable": bool}
     POST /api/settings        change settings (JSON object); needs the token
@@ -30,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tempest_jax.config import DashboardConfig
 from tempest_jax.control import Controls
+from tempest_jax.supervisor import Supervisor, Watch
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,12 @@ def page_html() -> bytes:
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     dashboard: Dashboard
+    watch: Watch | None = None
+
+    def service_actions(self) -> None:
+        """Called every turn of `serve_forever` (at least every half second): its heartbeat."""
+        if self.watch is not None:
+            self.watch.beat()
 
 
 def bind(host: str, port: int, attempts: int = PORT_ATTEMPTS) -> _HTTPServer:
@@ -117,7 +125,7 @@ class Dashboard:
 
     def __init__(self, cfg: DashboardConfig, control_state: Callable[[], dict] = dict,
                  apply_settings: Callable[[dict], dict] | None = None,
-                 history_limit: int = HISTORY_LIMIT):
+                 history_limit: int = HISTORY_LIMIT, supervisor: Supervisor | None = None):
         self.token = cfg.resolved_token()
         self.control_state = control_state
         self.apply_settings = apply_settings
@@ -128,9 +136,9 @@ class Dashboard:
         host, port = self._server.server_address[:2]
         self.address = (host, port)
         self.url = f"http://{host}:{port}/"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="dashboard",
-                                        daemon=True)
-        self._thread.start()
+        self.supervisor = supervisor or Supervisor()
+        self._server.watch = self.supervisor.watch("dashboard")
+        self._server.watch.start(self._server.serve_forever)
         mode = "settings need the token" if self.writable else "read-only (no dashboard.token)"
         log.info("dashboard: %s (%s)", self.url, mode)
 
@@ -142,7 +150,9 @@ class Dashboard:
         self.history.add(record)
 
     def now(self) -> dict:
-        return {**self.history.latest(), **self.control_state()}
+        """The latest record with the live operator settings and the run's thread health."""
+        return {**self.history.latest(), **self.control_state(),
+                "threads": self.supervisor.health()}
 
     def authorised(self, headers) -> bool:
         auth = headers.get("Authorization", "")
@@ -152,14 +162,15 @@ class Dashboard:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.watch.join(timeout=5)
 
 
-def start_dashboard(cfg: DashboardConfig, controls: Controls) -> Dashboard | None:
+def start_dashboard(cfg: DashboardConfig, controls: Controls,
+                    supervisor: Supervisor) -> Dashboard | None:
     """The run's dashboard on `controls`, or None (logged) when it cannot listen: training
     goes on without it."""
     try:
-        return Dashboard(cfg, controls.state, controls.apply_settings)
+        return Dashboard(cfg, controls.state, controls.apply_settings, supervisor=supervisor)
     except OSError as e:
         log.error("%s; training goes on without the dashboard", e)
         return None

@@ -11,6 +11,7 @@ ended normally, by an exception, or by a signal that stops it. Every key acts th
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import select
@@ -84,7 +85,7 @@ class KeyboardControls:
         self.active = enabled and _usable_terminal(self.stdin)
         self._saved_mode: list | None = None
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._watch = None
 
     def handle(self, key: str) -> str | None:
         """Act on one key; the line that says what it did (None for keys that print nothing)."""
@@ -136,17 +137,16 @@ class KeyboardControls:
         fd = self.stdin.fileno()
         self._saved_mode = termios.tcgetattr(fd)
         tty.setcbreak(fd)
-        self._thread = threading.Thread(target=self._read, args=(fd,), name="keyboard",
-                                        daemon=True)
-        self._thread.start()
+        self._watch = self.trainer.supervisor.watch("keyboard")
+        self._watch.start(functools.partial(self._read, fd))
         self._print("keys: q quit, s save, t training, e/E ε, x/X expert, a schedules, "
                     "p pulse, L/l lr, v verbose, h header, space row, r replay, ? help")
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=1)
+        if self._watch is not None:
+            self._watch.join(timeout=1)
         if self._saved_mode is not None:
             with contextlib.suppress(termios.error):
                 termios.tcsetattr(self.stdin.fileno(), termios.TCSADRAIN, self._saved_mode)
@@ -154,6 +154,7 @@ class KeyboardControls:
 
     def _read(self, fd: int) -> None:
         while not self._stop.is_set():
+            self._watch.beat()
             ready, _, _ = select.select([fd], [], [], 0.2)
             if not ready:
                 continue

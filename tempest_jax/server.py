@@ -245,9 +245,12 @@ class GameServer:
     def stop(self) -> None:
         self._stop.set()
 
-    def serve_forever(self) -> None:
+    def serve_forever(self, heartbeat: Callable[[], None] = lambda: None) -> None:
+        """Serve until `stop()`; `heartbeat` is called every turn of the loop (at least every
+        50 ms while nothing blocks it)."""
         try:
             while not self._stop.is_set():
+                heartbeat()
                 self.poll(timeout=0.05)
         finally:
             self.close()

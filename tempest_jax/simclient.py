@@ -63,12 +63,13 @@ def frame_wire_bytes(frame) -> list[bytes]:
 
 def run_sim_clients(address: tuple[str, int], clients: int, ticks: int | None = None,
                     seconds: float | None = None, seed: int = 0, start_level: int = 1,
-                    record: bool = False) -> SimClientRun:
-    """Play `clients` simulated games against the server for `ticks` ticks or `seconds`."""
+                    record: bool = False, reply_timeout: float = 10.0) -> SimClientRun:
+    """Play `clients` simulated games against the server for `ticks` ticks or `seconds`;
+    a reply missing for `reply_timeout` seconds raises TimeoutError."""
     if ticks is None and seconds is None:
         raise ValueError("give ticks or seconds")
     state, frame = sim.reset(jax.random.key(seed), clients, start_level)
-    pool = ClientPool(address, clients)
+    pool = ClientPool(address, clients, timeout=reply_timeout)
     run = SimClientRun(ticks=0, frames=0, seconds=0.0)
     start = time.perf_counter()
     try:

@@ -61,6 +61,7 @@ from tempest_jax.replay import (
 from tempest_jax.replay.snapshot import prune_snapshots
 from tempest_jax.resume import find_resume_point
 from tempest_jax.server import GameServer, PeakWindow, PolicyOutput
+from tempest_jax.supervisor import RunFailed, Supervisor, ThreadFailure
 
 log = logging.getLogger(__name__)
 HEADER_EVERY_ROWS = 30
@@ -172,7 +173,8 @@ class ReplaySink:
     them to a writer thread that inserts them in batches. The queue is bounded: when the
     writer falls behind, the server waits (backpressure) and the waits are counted."""
 
-    def __init__(self, replay: Replay, reward_cfg, stats: EpisodeStats, frames_counter):
+    def __init__(self, replay: Replay, reward_cfg, stats: EpisodeStats, frames_counter,
+                 supervisor: Supervisor | None = None):
         self.replay = replay
         self.reward_cfg = reward_cfg
         self.stats = stats
@@ -180,8 +182,9 @@ class ReplaySink:
         self.backpressure_waits = 0
         self._queue: queue.Queue[Emission | None] = queue.Queue(maxsize=WRITE_QUEUE_BATCHES)
         self._queue_peak = PeakWindow()
-        self._thread = threading.Thread(target=self._write, name="replay-writer", daemon=True)
-        self._thread.start()
+        self._watch = (supervisor or Supervisor()).watch(
+            "replay-writer", busy=lambda: not self._queue.empty())
+        self._watch.start(self._write)
 
     def push(self, client_ids: np.ndarray, batch, output: PolicyOutput) -> None:
         reward = scaled_reward(batch.obj_reward, batch.subj_reward, self.reward_cfg)
@@ -198,12 +201,16 @@ class ReplaySink:
         self.stats.reset(np.asarray([client_id]))
         self._put(self.replay.accumulator.truncate([client_id]))
 
-    def _put(self, emission: Emission) -> None:
-        try:
-            self._queue.put_nowait(emission)
-        except queue.Full:
+    def _put(self, emission: Emission | None) -> None:
+        if self._queue.full():
             self.backpressure_waits += 1
-            self._queue.put(emission)
+        while True:
+            if not self._watch.alive():
+                raise RuntimeError("the replay writer thread has ended; frames can no longer "
+                                   "be stored")
+            with contextlib.suppress(queue.Full):
+                self._queue.put(emission, timeout=0.1)
+                break
         self._queue_peak.observe(self._queue.qsize())
 
     def queue_depths(self) -> tuple[int, int]:
@@ -214,6 +221,7 @@ class ReplaySink:
     def _write(self) -> None:
         while True:
             items = [self._queue.get()]
+            self._watch.beat()
             if items[0] is not None:
                 # Gather a few milliseconds of batches into one insert: per-insert overhead,
                 # paid under the GIL the server thread needs, dominates small batches.
@@ -229,9 +237,11 @@ class ReplaySink:
                 return
 
     def close(self) -> None:
-        """Write everything queued, then stop the writer."""
-        self._queue.put(None)
-        self._thread.join()
+        """Write everything queued, then stop the writer (at once if it has failed)."""
+        if self._watch.alive():
+            with contextlib.suppress(RuntimeError):  # it ended meanwhile
+                self._put(None)
+            self._watch.join()
 
 
 class Trainer:
@@ -313,13 +323,15 @@ class Trainer:
         streams = cfg.env.num_games if cfg.env.source == "sim" else cfg.server.max_clients
         self.replay = Replay(cfg, streams, restored_replay, transitions)
         self._snapshot_lock = threading.Lock()
-        self._snapshot_thread: threading.Thread | None = None
+        self._snapshot_watch = None
         self.episodes = EpisodeStats(streams)
         self.training_enabled = threading.Event()
         self.training_enabled.set()
         self._stop = threading.Event()
+        # Every long-lived thread runs under it: the first failure or stall stops the run.
+        self.supervisor = Supervisor(cfg.run.stall_timeout_s,
+                                     on_failure=lambda failure: self._stop.set())
         self._state_lock = threading.Lock()
-        self._learner_error: BaseException | None = None
         self._learner_metrics: dict[str, float] = {}
         self._signal_handlers = install_signal_handlers
         self.source = None
@@ -388,26 +400,23 @@ class Trainer:
         checkpoint gets its snapshot, so a save waits here if the previous one is still going."""
         with self._snapshot_lock:
             self.wait_for_replay_snapshot()
-            self._snapshot_thread = threading.Thread(
-                target=self._write_replay_snapshot, args=(step,), name="replay-snapshot",
-                daemon=True)
-            self._snapshot_thread.start()
+            # Not checked for stalls: a large snapshot takes as long as the disk needs.
+            self._snapshot_watch = self.supervisor.watch("replay-snapshot", busy=None)
+            self._snapshot_watch.start(functools.partial(self._write_replay_snapshot, step))
 
     def _write_replay_snapshot(self, step: int) -> None:
+        """A failure ends the run (supervised): a run asked to keep snapshots that cannot
+        write them must not go on as if it did; its checkpoints without one still resume."""
         root = self.run_dir.replay_snapshots
         start = time.monotonic()
-        try:
-            save_snapshot(self.replay.buffer, root / str(step), checkpoint_step=step)
-            prune_snapshots(root, self.checkpointer.steps_on_disk())
-        except Exception:  # training goes on; a resume falls back to an older pair
-            log.exception("replay snapshot for checkpoint %d failed", step)
-            return
+        self._snapshot_watch.beat()
+        save_snapshot(self.replay.buffer, root / str(step), checkpoint_step=step)
+        prune_snapshots(root, self.checkpointer.steps_on_disk())
         log.info("replay snapshot %d written in %.1f s", step, time.monotonic() - start)
 
     def wait_for_replay_snapshot(self) -> None:
-        thread = self._snapshot_thread
-        if thread is not None:
-            thread.join()
+        if self._snapshot_watch is not None:
+            self._snapshot_watch.join()
 
     def current_overrides(self) -> Overrides:
         return self.overrides._replace(pulse=self.frames < self.pulse_until)
@@ -421,24 +430,21 @@ class Trainer:
         prefetch = Prefetcher(self.replay.buffer, self.learner.local_batch_rows,
                               beta=lambda: anneal_beta(self.frames, cfg.replay),
                               num_batches=k, seed=distributed.process_seed(cfg.learner.seed + 1),
-                              limiter=self.replay.limiter)
-        try:
-            with prefetch:
-                if self.lockstep:
-                    self._learn_in_lockstep(prefetch)
-                while not self._stop.is_set():
-                    if not self.training_enabled.is_set():
-                        self._stop.wait(0.05)
-                        continue
-                    try:
-                        batch = prefetch.get(timeout=0.2)
-                    except TimeoutError:
-                        continue
-                    self._dispatch(batch, float(schedules.bc_weight(self.frames, cfg.schedule)),
-                                   self.controls.lr_scale)
-        except BaseException as e:  # surfaced by the main loop, which stops the run
-            self._learner_error = e
-            self._stop.set()
+                              limiter=self.replay.limiter, supervisor=self.supervisor)
+        with prefetch:
+            if self.lockstep:
+                self._learn_in_lockstep(prefetch)
+            while not self._stop.is_set():
+                self._learner_watch.beat()
+                if not self.training_enabled.is_set():
+                    self._stop.wait(0.05)
+                    continue
+                try:
+                    batch = prefetch.get(timeout=0.2)
+                except TimeoutError:
+                    continue
+                self._dispatch(batch, float(schedules.bc_weight(self.frames, cfg.schedule)),
+                               self.controls.lr_scale)
 
     def _dispatch(self, batch, bc_weight: float, lr_scale: float) -> None:
         """K updates on one prefetched batch; new priorities back into this process's replay."""
@@ -487,6 +493,7 @@ class Trainer:
         cfg = self.cfg
         held = None
         while not self._stop.is_set():  # set here only if this process fails
+            self._learner_watch.beat()
             if held is None:
                 with contextlib.suppress(TimeoutError):
                     held = prefetch.get(timeout=LOCKSTEP_POLL_S)
@@ -569,8 +576,10 @@ class Trainer:
         if self._signal_handlers:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda *_: self.stop())
-        learner_thread = threading.Thread(target=self._learn, name="learner", daemon=True)
-        server_thread = None
+        self._learner_watch = self.supervisor.watch(
+            "learner", busy=None if self.lockstep else (lambda: True))
+        server_watch = None
+        self.supervisor.start_monitor()
         try:
             if cfg.env.source == "sim":
                 self.key, sim_key = jax.random.split(self.key)
@@ -582,42 +591,82 @@ class Trainer:
                                       seed=cfg.learner.seed + (jax.process_index() << 16),
                                       frames=self.local_frames,
                                       overrides=self.current_overrides)
-                sink = ReplaySink(self.replay, cfg.reward, self.episodes, lambda: self.frames)
+                # Before any client connects, so no client's first reply waits for XLA.
+                started = time.monotonic()
+                sizes = policy.compile_batches(min(cfg.server.max_clients, cfg.server.max_batch))
+                log.info("inference compiled for batch sizes %s in %.1f s",
+                         ", ".join(map(str, sizes)), time.monotonic() - started)
+                sink = ReplaySink(self.replay, cfg.reward, self.episodes, lambda: self.frames,
+                                  supervisor=self.supervisor)
                 self.server = GameServer(cfg.server, policy, sink)
                 self.source = policy
-                server_thread = threading.Thread(target=self.server.serve_forever,
-                                                 name="server", daemon=True)
-                server_thread.start()
                 log.info("serving game clients on %s:%d", *self.server.address)
+                server_watch = self.supervisor.watch("server")
+                server_watch.start(functools.partial(self.server.serve_forever,
+                                                     heartbeat=server_watch.beat))
             if cfg.dashboard.enabled and distributed.is_primary():
-                self.dashboard = start_dashboard(cfg.dashboard, self.controls)
+                self.dashboard = start_dashboard(cfg.dashboard, self.controls, self.supervisor)
             log.info("network: %s parameters; the actors multiply in %s", f"{self.param_count:,}",
                      self.learner.inference_dtype_name)
-            learner_thread.start()
+            self._learner_watch.start(self._learn)
             self._loop(total)
+        except Exception as e:  # the main thread's failure ends the run like any other's
+            self.supervisor.fail(ThreadFailure(threading.current_thread().name,
+                                               f"{type(e).__name__}: {e}", e))
         finally:
             self._stop.set()
-            if learner_thread.is_alive():
-                learner_thread.join(timeout=60)
+            self._learner_watch.join(timeout=60)
             if self.server is not None:
                 self.server.stop()
-                server_thread.join(timeout=10)
+                server_watch.join(timeout=10)
                 self.server.sink.close()
                 # Frames served since the loop's last look count in the final checkpoint.
                 self.local_frames = self.source.frames
-            if self._learner_error is None and not self.lockstep:  # lockstep saved at its stop
-                self.save(final=True)
+            failure = self.supervisor.failure
+            if not self.lockstep and (failure is None or self._learner_state_sound()):
+                self.save(final=True)  # lockstep saved at its agreed stop
             self.wait_for_replay_snapshot()
             self.checkpointer.wait()
+            resume_note = self._checkpoint_note()
             self.checkpointer.close()
+            self.supervisor.close()
             if self.dashboard is not None:
                 self.dashboard.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        if self._learner_error is not None:
-            raise RuntimeError("the learner thread failed") from self._learner_error
+        if failure is not None:
+            raise RunFailed(failure, resume_note)
         self.write_metrics(final=True)
         return 0
+
+    def _learner_state_sound(self, timeout_s: float = 10.0) -> bool:
+        """Whether the train state can be saved after a failure: no thread holds it mid-update
+        (a stalled learner may), its buffers were not given away to an update that failed, and
+        its parameters are finite."""
+        if not self._state_lock.acquire(timeout=timeout_s):
+            log.error("the learner state is held by a thread that did not let go in %.0f s; "
+                      "no final checkpoint", timeout_s)
+            return False
+        try:
+            leaves = jax.tree.leaves(self.train_state)
+            if any(isinstance(x, jax.Array) and x.is_deleted() for x in leaves):
+                log.error("the learner state was lost with the failed update; no final "
+                          "checkpoint")
+                return False
+            if not all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(
+                    self.train_state.params)):
+                log.error("the parameters are not finite; no final checkpoint")
+                return False
+            return True
+        finally:
+            self._state_lock.release()
+
+    def _checkpoint_note(self) -> str:
+        """Where the run can resume from, for the failure message."""
+        step = self.checkpointer.latest_step()
+        if step is None:
+            return "no checkpoint was written"
+        return f"the newest checkpoint is {step} in {self.run_dir.path} (train --resume)"
 
     def _loop(self, total: int) -> None:
         cfg = self.cfg

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from train_process import START_TIMEOUT_S, OutputWatcher, train_command, train_env, wait_until
+from run_harness import TrainProcess, smoke_args
 
 from tempest_jax.actor import Overrides
 from tempest_jax.config import load_config
@@ -146,7 +146,9 @@ def test_a_port_in_use_moves_to_the_next():
         dashboard = Dashboard(dashboard_cfg(port=port))
         try:
             assert port < dashboard.address[1] < port + 10
-            assert request(dashboard.url + "api/now") == (200, {})
+            status, now = request(dashboard.url + "api/now")
+            assert status == 200 and set(now) == {"threads"}
+            assert now["threads"]["dashboard"]["state"] == "running"
         finally:
             dashboard.close()
 
@@ -182,7 +184,7 @@ def chromium(url: str, *flags: str, profile: Path) -> subprocess.CompletedProces
     return subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--disable-dev-shm-usage", f"--user-data-dir={profile}", *flags, url],
-        capture_output=True, text=True, timeout=60)
+        capture_output=True, text=True, timeout=600)  # a hang guard, not a speed limit
 
 
 @pytest.mark.timeout(600)
@@ -191,17 +193,15 @@ def test_live_dashboard_in_headless_chromium(tmp_path):
         pytest.skip("chromium is not installed (apt-get install chromium; scripts/setup.sh "
                     "--test installs it)")
     run_dir = tmp_path / "dash"
-    process = subprocess.Popen(
-        train_command(run_dir, "dashboard.enabled=true", "dashboard.port=0",
-                      f"dashboard.token={TOKEN}", "run.log_interval_s=0.5"),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env=train_env())
-    try:
-        output = OutputWatcher(process.stdout.fileno())
-        url = output.wait_for(r"dashboard: (http://127\.0\.0\.1:\d+/)", START_TIMEOUT_S)[1]
-        wait_until(lambda: len(request(url + "api/history")[1]["history"]) >= 3
-                   and "episode_length" in request(url + "api/now")[1],
-                   START_TIMEOUT_S, "three metrics records and a finished episode")
+    with TrainProcess(smoke_args(run_dir, "dashboard.enabled=true", "dashboard.port=0",
+                                 f"dashboard.token={TOKEN}", "run.log_interval_s=0.5")) as train:
+        url = train.wait_for(r"dashboard: (http://127\.0\.0\.1:\d+/)")[1]
+        train.wait_until(lambda: len(request(url + "api/history")[1]["history"]) >= 3
+                         and "episode_length" in request(url + "api/now")[1],
+                         "three metrics records and a finished episode")
+        threads = request(url + "api/now")[1]["threads"]
+        assert {name: t["state"] for name, t in threads.items()} == {
+            "dashboard": "running", "learner": "running", "replay-prefetch": "running"}
 
         settings = url + "api/settings"
         assert request(settings, {"epsilon": 0.42})[0] == 403
@@ -210,8 +210,8 @@ def test_live_dashboard_in_headless_chromium(tmp_path):
         status, answer = request(settings, {"epsilon": 0.42, "start_level": 2}, bearer())
         assert status == 200 and answer["settings"]["start_level"] == 2
         # The next record (the simulator stepped with the new start level) shows the override.
-        wait_until(lambda: request(url + "api/now")[1].get("epsilon") == 0.42, 60,
-                   "the ε override in /api/now")  # (a periodic save can hold the loop)
+        train.wait_until(lambda: request(url + "api/now")[1].get("epsilon") == 0.42,
+                         "the ε override in /api/now")
 
         with tempfile.TemporaryDirectory() as profile:
             dom = chromium(url, "--virtual-time-budget=4000", "--dump-dom",
@@ -223,6 +223,7 @@ def test_live_dashboard_in_headless_chromium(tmp_path):
         assert int(status["drawn"]) >= 10, status  # series with data across the charts
         assert int(status["polls"]) >= 1, status
         assert status["errors"] == "0" and status["fetch-errors"] == "0", status
+        assert re.search(r'<span class="thread running"[^>]*><i></i>learner running', dom)
 
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "dashboard.png"
@@ -233,9 +234,5 @@ def test_live_dashboard_in_headless_chromium(tmp_path):
         assert shot.is_file() and shot.stat().st_size > 20_000
         print(f"dashboard screenshot: {shot}")
 
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=120) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        train.signal(signal.SIGTERM)
+        assert train.wait() == 0

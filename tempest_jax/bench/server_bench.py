@@ -5,8 +5,9 @@ network, n-step accumulator, replay writer; with learning on, the learner thread
 clients run in a separate process and replay pre-recorded simulator frames in lockstep (each
 waits for its reply before sending the next), so they cost little CPU; on a 2-core machine they
 still share the cores with the server. Latency is measured by the clients: send to whole reply.
-Every padded batch size is compiled before the first point, and the learner takes its first
-step (its compilation) before the learning-on points, so no point times a compilation.
+The server compiles every padded batch size before it accepts clients, and the learner takes
+its first step (its compilation) before the learning-on points, so no point times a
+compilation.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import jax
 
 from tempest_jax import cli, sim
 from tempest_jax.bench.report import table
-from tempest_jax.clients import ClientPool, run_lockstep, warm_up_server
+from tempest_jax.clients import ClientPool, run_lockstep
 from tempest_jax.simclient import frame_wire_bytes
 
 RECORDED_TICKS = 400
@@ -86,9 +87,9 @@ def measure(args: argparse.Namespace):
         thread = threading.Thread(target=trainer.run, daemon=True)
         thread.start()
         while trainer.server is None:
+            if not thread.is_alive():
+                raise RuntimeError("the training server did not start (see its log)")
             time.sleep(0.05)
-        # Every padded batch size compiles now, not inside a measured window.
-        warm_up_server(trainer.server.address, frames[::RECORDED_TICKS], max(args.clients))
         ctx = multiprocessing.get_context("spawn")
         rows, figures = [], {}
         learner_warmup_s = None

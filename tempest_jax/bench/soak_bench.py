@@ -106,8 +106,8 @@ def _growth(baseline: float, end: float) -> float:
 
 
 def measure(args: argparse.Namespace):
-    from tempest_jax.clients import warm_up_server
     from tempest_jax.metrics import RunDir
+    from tempest_jax.supervisor import RunFailed
     from tempest_jax.train import Trainer
 
     duration = args.seconds if args.seconds is not None else args.minutes * 60.0
@@ -118,7 +118,8 @@ def measure(args: argparse.Namespace):
     sample_s = min(args.sample_s, duration / 10)
     base = cli.config_from_args(args)
     cfg = base.replace(
-        env={"source": "mame"}, server={"host": "127.0.0.1", "port": 0},
+        env={"source": "mame"},
+        server={"host": "127.0.0.1", "port": 0, "max_clients": args.clients},
         dashboard={"enabled": False},
         run={"name": "soak", "log_interval_s": 10.0, "total_frames": 0},
         replay={"capacity": args.replay_capacity,
@@ -140,8 +141,8 @@ def measure(args: argparse.Namespace):
             def train() -> None:
                 try:
                     trainer.run()
-                except Exception as e:  # the learner thread's failure, re-raised by run()
-                    errors.append(f"trainer: {type(e).__name__}: {e}")
+                except RunFailed as e:  # a thread of the run failed or stalled
+                    errors.append(f"trainer: {e}")
 
             thread = threading.Thread(target=train, name="soak-trainer", daemon=True)
             thread.start()
@@ -152,10 +153,6 @@ def measure(args: argparse.Namespace):
                 if time.monotonic() > startup_deadline:
                     raise RuntimeError(f"the trainer did not serve within {STARTUP_LIMIT_S:.0f} s")
                 time.sleep(0.05)
-            # The server compiles every batch size the soak will see before the clients'
-            # clock starts.
-            warm_up_server(trainer.server.address, synthetic_frames(args.clients),
-                           args.clients, timeout=STARTUP_LIMIT_S)
             first_frames = trainer.server.stats.frames
             inbox.put(trainer.server.address)
             while trainer.server.stats.frames == first_frames:
@@ -228,6 +225,11 @@ def _report(args, cfg, trainer, samples, stats, client_result, errors, duration,
     drops = stats["drops"]
     if drops:
         errors.append(f"server dropped clients: {stats['drops_by_reason']}")
+    threads = trainer.supervisor.health()
+    unhealthy = {name: t["state"] for name, t in threads.items()
+                 if t["state"] in ("failed", "stalled")}
+    if unhealthy:
+        errors.append(f"threads failed or stalled: {unhealthy}")
     passed = server_flat and clients_flat and not errors
     seconds = last["t_s"] or 1e-9
     figures = {
@@ -250,6 +252,7 @@ def _report(args, cfg, trainer, samples, stats, client_result, errors, duration,
         "transitions_stored": trainer.replay.transitions, "updates": trainer.updates,
         "drops": drops, "drops_by_reason": stats["drops_by_reason"],
         "backpressure_waits": trainer.server.sink.backpressure_waits,
+        "thread_failures": len(unhealthy), "threads": threads,
         "errors": errors, "samples": samples,
     }
     note = ("warm-up ends at the later of --warmup-s and the replay filling"
@@ -262,6 +265,7 @@ def _report(args, cfg, trainer, samples, stats, client_result, errors, duration,
                 "replay_capacity": capacity, "replay_min_size": cfg.replay.min_size,
                 "config": args.config, "network_params": trainer.param_count,
                 "learning": True, "note": note}
+    thread_states = ", ".join(f"{name} {t['state']}" for name, t in sorted(threads.items()))
     step = max(1, len(samples) // 12)
     shown = samples[::step] + ([last] if (len(samples) - 1) % step else [])
     text = table([(s["t_s"], s["server_rss_mb"], s["clients_rss_mb"], s["frames"],
@@ -276,7 +280,8 @@ def _report(args, cfg, trainer, samples, stats, client_result, errors, duration,
              f"limit +{args.growth_limit:g} %\n"
              f"{stats['frames']:,} frames served ({figures['frames_per_s']:,.0f}/s), "
              f"{trainer.replay.transitions:,} transitions stored, {trainer.updates:,} updates, "
-             f"{drops} drops, {figures['backpressure_waits']} backpressure waits\n({note})")
+             f"{drops} drops, {figures['backpressure_waits']} backpressure waits\n"
+             f"threads: {thread_states}\n({note})")
     for error in errors:
         text += f"\nERROR: {error}"
     return figures, settings, text

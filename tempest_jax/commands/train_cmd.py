@@ -12,9 +12,11 @@ Examples:
       --process-id 0 --set run.name=job1             # one process of a multi-host job
 
 A run directory (run.dir/run.name, default runs/TIMESTAMP) holds config.toml, metrics.jsonl
-and checkpoints/. Ctrl-C or SIGTERM saves a checkpoint and exits cleanly. From a terminal, keys
-control the run (? lists them); the dashboard (dashboard.enabled) serves live charts at
-http://127.0.0.1:8765/ by default.
+and checkpoints/. Ctrl-C or SIGTERM saves a checkpoint and exits cleanly. If any thread of the
+run fails, or stalls for run.stall_timeout_s with work waiting, the run stops: it names the
+thread and the error, saves a final checkpoint when the learner state is sound, and exits 1.
+From a terminal, keys control the run (? lists them); the dashboard (dashboard.enabled) serves
+live charts at http://127.0.0.1:8765/ by default.
 
 With --distributed every host runs this command (see README, "Multi-host training"): process 0
 writes the run directory's files and serves the dashboard; run.dir must be storage every
@@ -107,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     import jax
 
     from tempest_jax.keyboard import KeyboardControls
+    from tempest_jax.supervisor import RunFailed
     from tempest_jax.train import Trainer
 
     if args.resume:
@@ -117,8 +120,12 @@ def run(args: argparse.Namespace) -> int:
         run_dir = distributed.shared_run_dir(cfg)
     logging.getLogger(__name__).info("run directory: %s", run_dir.path)
     trainer = Trainer(cfg, run_dir, resume=bool(args.resume))
-    with KeyboardControls(trainer, enabled=distributed.is_primary() and not args.no_keys):
-        status = trainer.run(frames=args.frames)
+    try:
+        with KeyboardControls(trainer, enabled=distributed.is_primary() and not args.no_keys):
+            status = trainer.run(frames=args.frames)
+    except RunFailed as e:
+        print(f"tempest-jax: the run failed: {e}", file=sys.stderr)
+        return 1
     # Leave the job together (a no-op with one process), before interpreter teardown.
     distributed.shutdown()
     return status
