@@ -10,11 +10,7 @@ and resumes after each kill.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,6 +19,7 @@ import numpy as np
 import pytest
 from learner_testing import TableNetwork
 from replay_streams import push_tick, random_schedule
+from run_harness import TrainProcess
 
 from tempest_jax.checkpoint import Checkpointer
 from tempest_jax.config import load_config
@@ -178,35 +175,6 @@ KILL_MOMENTS = ("checkpoint", "snapshot", "random", "checkpoint")
 RESUMED = re.compile(r"resumed \S+ at checkpoint (\d+): (\d+) frames, \d+ updates, (.*)")
 
 
-class Round:
-    """One `tempest-jax train` process, its output in files (pipes could fill and block it)."""
-
-    def __init__(self, args: list[str], log_dir: Path, index: int, jax_cache: Path):
-        self.err_path = log_dir / f"round{index}.err"
-        # Later rounds load the compiled simulator and learner instead of compiling them again.
-        env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(jax_cache),
-                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
-        with open(log_dir / f"round{index}.out", "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "tempest_jax.cli", "train", *args],
-                                         stdout=out, stderr=err, env=env)
-
-    def log(self) -> str:
-        return self.err_path.read_text(errors="replace")
-
-    def wait_for(self, pattern: re.Pattern, deadline: float) -> re.Match:
-        while time.monotonic() < deadline:
-            if match := pattern.search(self.log()):
-                return match
-            assert self.proc.poll() is None, f"train exited early:\n{self.log()[-3000:]}"
-            time.sleep(0.05)
-        raise AssertionError(f"no {pattern.pattern!r} in time:\n{self.log()[-3000:]}")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-
 def entries(directory: Path) -> list[Path]:
     return list(directory.iterdir()) if directory.is_dir() else []
 
@@ -227,17 +195,9 @@ def expected_resume(run: Path) -> tuple[int | None, bool]:
     return max(paired or committed, default=None), bool(paired)
 
 
-@pytest.fixture(scope="session")
-def jax_cache(tmp_path_factory) -> Path:
-    """Beside pytest's numbered temporary directories, so it outlives a session: a rerun
-    starts each training process in seconds instead of compiling for a minute."""
-    return tmp_path_factory.getbasetemp().parent / "tempest-jax-compile-cache"
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_sigkill_at_random_moments_always_resumes_the_last_complete_checkpoint(tmp_path,
-                                                                                jax_cache):
+def test_sigkill_at_random_moments_always_resumes_the_last_complete_checkpoint(tmp_path):
     rng = np.random.default_rng(KILL_SEED)
     run = tmp_path / "runs" / "kill"
     first = ["--config", "smoke", "--set", f"run.dir={tmp_path / 'runs'}", "--set",
@@ -245,47 +205,47 @@ def test_sigkill_at_random_moments_always_resumes_the_last_complete_checkpoint(t
              "replay.snapshot=true", "--set", "replay.min_size=64", "--set",
              "run.total_frames=0", "--set", "run.log_interval_s=0.5"]
     resume = ["--resume", str(run)]
-    process = Round(first, tmp_path, 0, jax_cache)
-    frames = 0
-    interrupted_saves = 0
-    for index, moment in enumerate(KILL_MOMENTS, start=1):
-        deadline = time.monotonic() + (240 if index == 1 else 90)  # the first one compiles
-        if moment == "random":
-            time.sleep(rng.uniform(0.0, 2.0))
-        else:
-            seen: set[str] = set()
-            skip = int(rng.integers(0, 3))
-            while len(seen) <= skip:
-                assert time.monotonic() < deadline, f"no {moment} save seen:\n{process.log()}"
-                assert process.proc.poll() is None, f"train exited early:\n{process.log()}"
-                time.sleep(0.002)
-                seen.update(p.name for p in saving(run, moment))
-            time.sleep(rng.uniform(0.0, 0.02))  # somewhere inside the write
-        process.kill()
-        left = saving(run, "checkpoint") + saving(run, "snapshot")
-        interrupted_saves += bool(left)
+    process = TrainProcess(first)
+    try:
+        frames = 0
+        interrupted_saves = 0
+        for index, moment in enumerate(KILL_MOMENTS, start=1):
+            if moment == "random":
+                time.sleep(rng.uniform(0.0, 2.0))
+            else:
+                seen: set[str] = set()
+                skip = int(rng.integers(0, 3))
+                while len(seen) <= skip:
+                    assert process.proc.poll() is None, f"train exited early:\n{process.text}"
+                    time.sleep(0.002)
+                    seen.update(p.name for p in saving(run, moment))
+                time.sleep(rng.uniform(0.0, 0.02))  # somewhere inside the write
+            process.close()  # SIGKILL
+            left = saving(run, "checkpoint") + saving(run, "snapshot")
+            interrupted_saves += bool(left)
+            want, with_replay = expected_resume(run)
+
+            process = TrainProcess(resume)
+            if want is None:  # killed before its first checkpoint: starts afresh
+                process.wait_for(r"checkpoint \d+ started")
+                continue
+            resumed = process.wait_for(RESUMED.pattern)
+            assert int(resumed[1]) == want, f"round {index} ({moment}):\n{process.text}"
+            assert (resumed[3] != "empty replay") == with_replay, resumed[0]
+            assert int(resumed[2]) >= frames
+            frames = int(resumed[2])
+            for path in left:  # every interrupted save is reported (and cleared away)
+                process.wait_for(re.escape(f"removed {path}"))
+        process.close()
         want, with_replay = expected_resume(run)
-
-        process = Round(resume, tmp_path, index, jax_cache)
-        if want is None:  # killed before its first checkpoint: starts afresh
-            process.wait_for(re.compile(r"checkpoint \d+ started"), time.monotonic() + 90)
-            continue
-        resumed = process.wait_for(RESUMED, time.monotonic() + 90)
-        assert int(resumed[1]) == want, f"round {index} ({moment}):\n{process.log()}"
-        assert (resumed[3] != "empty replay") == with_replay, resumed[0]
-        assert int(resumed[2]) >= frames
-        frames = int(resumed[2])
-        for path in left:  # every interrupted save is reported (and cleared away)
-            assert f"removed {path}" in process.log()
-
-    process.kill()
-    want, with_replay = expected_resume(run)
-    final = Round([*resume, "--frames", "2000"], tmp_path, len(KILL_MOMENTS) + 1, jax_cache)
-    assert final.proc.wait(timeout=180) == 0, final.log()
-    resumed = RESUMED.search(final.log())
-    assert resumed and int(resumed[1]) == want and int(resumed[2]) >= frames
-    assert (resumed[3] != "empty replay") == with_replay
-    assert interrupted_saves >= 1  # at least one kill landed inside a save
+        process = TrainProcess([*resume, "--frames", "2000"])
+        assert process.wait() == 0, process.text
+        resumed = RESUMED.search(process.text)
+        assert resumed and int(resumed[1]) == want and int(resumed[2]) >= frames
+        assert (resumed[3] != "empty replay") == with_replay
+        assert interrupted_saves >= 1  # at least one kill landed inside a save
+    finally:
+        process.close()
 
 
 def test_eval_restores_the_newest_complete_checkpoint_and_touches_nothing(tmp_path, caplog):

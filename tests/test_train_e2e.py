@@ -8,11 +8,11 @@ shutdown resumes the run.
 from __future__ import annotations
 
 import threading
-import time
 
 import jax
 import numpy as np
 import pytest
+from run_harness import TrainerThread
 from test_server import wait_for
 
 from tempest_jax import features as F
@@ -56,34 +56,26 @@ def expected_transitions(cfg, sent, received) -> list[tuple]:
                   for s, n, a, r, d in zip(e.start, e.next, e.action, e.ret, e.discount))
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_server_training_with_sim_clients_then_resume(tmp_path):
     cfg = load_config("smoke", [
-        "env.source=mame", "server.port=0", f"run.dir={tmp_path}", "run.name=e2e",
-        "replay.min_size=64", "replay.capacity=50000", "run.log_interval_s=0.5",
+        "env.source=mame", "server.port=0", "server.max_clients=8", f"run.dir={tmp_path}",
+        "run.name=e2e", "replay.min_size=64", "replay.capacity=50000", "run.log_interval_s=0.5",
         "schedule.expert_start=0.0", "schedule.expert_end=0.0", "run.total_frames=0"])
     run_dir = RunDir.create(cfg)
     trainer = Trainer(cfg, run_dir, install_signal_handlers=False)
-    thread = threading.Thread(target=trainer.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while trainer.server is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert trainer.server is not None
-
-    played = run_sim_clients(trainer.server.address, CLIENTS, ticks=TICKS, record=True)
-    assert played.frames == CLIENTS * TICKS
-    deadline = time.monotonic() + 180
-    while trainer.updates == 0 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert trainer.updates > 0, "the learner never stepped"
-    # Wait until every client's disconnect has been flushed into replay.
-    deadline = time.monotonic() + 30
-    while trainer.server.stats.clients_connected and time.monotonic() < deadline:
-        time.sleep(0.05)
-    trainer.stop()
-    thread.join(timeout=120)
-    assert not thread.is_alive()
+    with TrainerThread(trainer) as run:
+        address = run.wait_for_server()
+        # Replies never wait for a compile (the server compiled inference before serving);
+        # the timeout only guards against a hang.
+        played = run_sim_clients(address, CLIENTS, ticks=TICKS, record=True,
+                                 reply_timeout=600)
+        assert played.frames == CLIENTS * TICKS
+        run.wait_until(lambda: trainer.updates > 0, "the learner's first step")
+        # Wait until every client's disconnect has been flushed into replay.
+        run.wait_until(lambda: trainer.server.stats.clients_connected == 0,
+                       "the clients' disconnects")
+        assert run.stop() == 0
 
     assert trainer.server.stats.frames == CLIENTS * TICKS
     assert sum(trainer.server.stats.drops.values()) == 0
