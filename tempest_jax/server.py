@@ -420,6 +420,8 @@ class GameServer:
 
     def _answer_batch(self) -> int:
         clients = [c for c in self._clients.values() if c.ready][: self.cfg.max_batch]
+        if not clients:  # the clients whose frames were ready were dropped in the wait budget
+            return 0
         payloads = [c.ready.popleft() for c in clients]
         received_at = [c.ready_at.popleft() for c in clients]
         self.stats.count_queued(-len(clients))

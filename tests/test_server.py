@@ -352,3 +352,36 @@ def test_async_policy_runs_while_the_previous_batch_goes_to_the_sink():
                       ("start", f[2]), ("push", f[1]), ("wait", f[2]),
                       ("start", f[3]), ("push", f[2]), ("wait", f[3]),
                       ("push", f[3]), ("disconnect", 0)]
+
+
+def test_a_client_dropped_while_its_frame_waits_for_the_batch_leaves_no_empty_batch():
+    """A client's valid frame is queued, the server waits (its wait budget) for another client,
+    and meanwhile the first one sends garbage and is dropped with its frame: the batch the
+    server then answers is empty, and must not reach the policy or the sink."""
+    batch_sizes = []
+
+    def policy(client_ids, batch):
+        batch_sizes.append(len(batch))
+        return expert_policy(client_ids, batch)
+
+    sink = RecordingSink()
+    srv = GameServer(ServerConfig(port=0, batch_wait_ms=1000), policy, sink)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    waiting, bad = connect(srv), connect(srv)
+    try:
+        assert wait_for(lambda: srv.stats.clients_connected == 2)
+        bad.sendall(struct.pack(">H", len(FRAMES[0])) + FRAMES[0])
+        assert wait_for(lambda: srv.stats.queued_frames == 1)
+        time.sleep(0.2)  # the server is in its wait budget for the other client now
+        bad.sendall(b"\xff\xff")  # a length prefix beyond any frame
+        assert wait_for(lambda: srv.stats.drops["bad framing"] == 1)
+        time.sleep(1.2)  # the wait budget ends with no frame ready
+        assert lockstep(waiting, FRAMES[1:3]) == [expected_reply(p) for p in FRAMES[1:3]]
+        assert thread.is_alive()
+        assert batch_sizes == [1, 1], "the policy never sees an empty batch"
+    finally:
+        waiting.close()
+        bad.close()
+        srv.stop()
+        thread.join(timeout=5)
