@@ -512,7 +512,9 @@ class GameServer:
               level: int = logging.WARNING, refused: bool = False) -> None:
         """Close one client. `category` counts in the drop statistics unless the client simply
         left (level below WARNING); `detail` goes to the log. A refused client (one never
-        admitted past the handshake) is logged rate-limited, as a flood would repeat it."""
+        admitted past the handshake), or one dropped before any of its frames was answered, is
+        logged rate-limited per category, as a flood would repeat it; a client that was being
+        served is always logged."""
         client = self._clients.pop(client_id, None)
         if client is None:
             return
@@ -520,6 +522,10 @@ class GameServer:
         if refused:
             self._refusals.warning(category, "client %d (%s:%d) refused: %s: %s", client_id,
                                    *client.address[:2], category, detail)
+        elif client.frames == 0 and level >= logging.WARNING:
+            self._refusals.warning(category, "client %d (%s:%d) dropped before its first "
+                                   "reply: %s: %s", client_id, *client.address[:2], category,
+                                   detail)
         else:
             log.log(level, "client %d (%s:%d) dropped after %d frames: %s%s", client_id,
                     *client.address[:2], client.frames, category,

@@ -142,3 +142,21 @@ def test_generation_is_deterministic(seed):
         return [fz.generate_case(src, POOL).reproducer() for _ in range(50)]
 
     assert cases() == cases()
+
+
+@pytest.mark.timeout(900)
+def test_bench_fuzz_server_short(capsys):
+    """A few seconds of `bench fuzz --server`: healthy lockstep clients are served exactly while
+    hostile ones attack; the report's figures agree with each other."""
+    code = main(["bench", "fuzz", "--server", "--seconds", "4", "--replay-capacity", "100000",
+                 "--json"])
+    report = json.loads(capsys.readouterr().out)
+    figures = report["figures"]
+    assert code == 0 and figures["passed"], figures["errors"]
+    assert figures["replies_missing"] == figures["transitions_lost"] == 0
+    assert figures["thread_deaths"] == 0
+    assert figures["healthy_frames_served"] > 0 and figures["transitions_expected"] > 0
+    assert figures["hostile_mutated_frames_sent"] > 0 and figures["hostile_connections"] > 0
+    assert figures["frames_served"] >= figures["healthy_frames_served"]
+    assert sum(figures["drops_by_reason"].values()) > 0
+    assert {t["state"] for t in figures["threads"].values()} == {"ended"}

@@ -1,4 +1,5 @@
 """Fuzzing of the wire-format reader: arbitrary byte streams may only raise typed errors.
+(With --server: a live training server under attack, see `server_fuzz`.)
 
 Each input is one client byte stream: valid frames, structure-aware mutations of valid frames
 (bit flips, inserted, deleted and overwritten bytes, truncation, wrong or oversized length
@@ -119,6 +120,7 @@ class StreamCase:
     stream: bytes
     cuts: tuple[int, ...] = ()  # chunk boundaries, increasing, inside (0, len)
     intact: dict[int, P.Frame] = dataclasses.field(default_factory=dict)  # prefix offset -> frame
+    segments: int = 0  # frames, mutated frames and random byte runs, intact ones included
     frame_slice: tuple[int, int] = (0, 0)  # given to parse_frame
     handshake: bytes = b""  # what the client sent before the stream
     handshake_sent: tuple[int, bytes] | None = None  # (value, token) of a well-formed handshake
@@ -287,8 +289,8 @@ def generate_case(src: Source, pool: FramePool) -> StreamCase:
     n = len(stream)
     start = src.int(0, n)
     handshake, sent = _handshake(src)
-    return StreamCase(stream, _cuts(src, n), intact, (start, src.int(start, n)), handshake,
-                      sent, src.int(0, 3))
+    return StreamCase(stream, _cuts(src, n), intact, segments, (start, src.int(start, n)),
+                      handshake, sent, src.int(0, 3))
 
 
 # --- the checks -------------------------------------------------------------------------------
@@ -541,9 +543,25 @@ def run_fuzz(inputs: int, seed: int, progress: Callable[[Tally], None] | None = 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inputs", type=int, default=1_000_000, help="byte streams to try")
     parser.add_argument("--seed", type=int, default=0)
+    server = parser.add_argument_group(
+        "--server", "attack a live training server instead (see tempest_jax/bench/server_fuzz.py"
+                    "): 4 healthy lockstep clients beside hostile ones")
+    server.add_argument("--server", action="store_true",
+                        help="fuzz a live training server over loopback")
+    server.add_argument("--seconds", type=float, default=60.0,
+                        help="how long the clients play and attack (--server)")
+    server.add_argument("--replay-capacity", type=int, default=1_000_000,
+                        help="replay slots: enough to keep every transition for the check")
+    server.add_argument("--config", default="smoke", metavar="PRESET|FILE",
+                        help="the server's config (--server; default: smoke)")
+    server.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE", help="override one config value")
 
 
 def measure(args: argparse.Namespace):
+    if args.server:
+        from tempest_jax.bench import server_fuzz
+        return server_fuzz.measure(args)
     if args.inputs < 1:
         raise SystemExit("bench fuzz: --inputs must be at least 1")
     start = time.perf_counter()
