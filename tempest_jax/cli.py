@@ -27,12 +27,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("tempest_jax.bench", "measure throughput and latency (see DESIGN.md §4)"),
     "sim": ("tempest_jax.commands.sim_cmd", "play the embedded simulator (expert or random)"),
     "mame": ("tempest_jax.commands.mame_cmd", "launch headless MAME clients for the server"),
+    "lua-path": ("tempest_jax.commands.lua_path_cmd",
+                 "print the path of the MAME client script (main.lua) to start MAME yourself"),
 }
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=DEFAULT_PRESET, metavar="PRESET|FILE",
-                        help=f"preset name in configs/ or a .toml path (default: {DEFAULT_PRESET})")
+                        help="preset name (`tempest-jax config presets` lists them) or a .toml "
+                             f"path (default: {DEFAULT_PRESET})")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.KEY=VALUE",
                         help="override one config value; repeatable (e.g. --set learner.lr=1e-4)")

@@ -23,7 +23,7 @@ from tempest_jax.config import TOKEN_ENV
 def connect_clients(address: tuple[str, int], count: int, timeout: float = 10.0,
                     token: str | None = None) -> list[socket.socket]:
     """`count` connections that have sent the handshake, with `token` when one is given (None:
-    $TEMPEST_TOKEN, as lua/main.lua reads it)."""
+    $TEMPEST_TOKEN, as the Lua client reads it)."""
     handshake = P.client_handshake(os.environ.get(TOKEN_ENV, "") if token is None else token)
     socks = []
     for _ in range(count):

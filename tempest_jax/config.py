@@ -1,22 +1,26 @@
 """One typed, frozen configuration for every part of a run.
 
-A config is built from the dataclass defaults, then a preset file (`configs/NAME.toml`), then
-`--set section.key=value` overrides, each step validated: unknown sections or keys, wrong types
-and out-of-range values raise `ConfigError` naming the key and what is allowed.
+A config is built from the dataclass defaults, then a preset file (one shipped in the package,
+`tempest_jax/configs/NAME.toml`, or any .toml path), then `--set section.key=value` overrides,
+each step validated: unknown sections or keys, wrong types and out-of-range values raise
+`ConfigError` naming the key and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import ipaddress
 import os
 import tomllib
 import typing
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# The presets ship inside the package (package data), so an installed wheel has them too.
+PRESETS = importlib.resources.files("tempest_jax") / "configs"
 DEFAULT_PRESET = "sim"
 TOKEN_ENV = "TEMPEST_TOKEN"  # the game server's token, read by the server and our clients
 # Secrets are never written to a run directory or a checkpoint: a saved config holds this
@@ -433,16 +437,17 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 
 
 def preset_names() -> list[str]:
-    return sorted(p.stem for p in (REPO_ROOT / "configs").glob("*.toml"))
+    return sorted(entry.name.removesuffix(".toml") for entry in PRESETS.iterdir()
+                  if entry.name.endswith(".toml"))
 
 
-def preset_path(name_or_path: str) -> Path:
+def preset_path(name_or_path: str) -> Path | Traversable:
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise ConfigError(f"config file {name_or_path} not found")
         return path
-    candidate = REPO_ROOT / "configs" / f"{name_or_path}.toml"
+    candidate = PRESETS / f"{name_or_path}.toml"
     if not candidate.is_file():
         raise ConfigError(f"unknown config preset {name_or_path!r}; valid presets: "
                           + ", ".join(preset_names()) + " (or a path to a .toml file)")
@@ -450,7 +455,7 @@ def preset_path(name_or_path: str) -> Path:
 
 
 def load_config(preset: str | None = DEFAULT_PRESET, overrides: list[str] = ()) -> Config:
-    """Defaults, then the preset file (a name in configs/ or a path), then overrides."""
+    """Defaults, then the preset file (a preset name or a path), then overrides."""
     cfg = Config()
     if preset:
         path = preset_path(preset)

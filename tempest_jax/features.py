@@ -2,7 +2,7 @@
 
 This module is the single source of truth for what a frame's state vector means and how an
 action index maps to game inputs. The simulator's extraction, the network's token builders, the
-replay and the Lua scripts (`lua/features.lua`, cross-checked by tests) all read it from here.
+replay and the Lua client (`lua/features.lua`, cross-checked by tests) all read it from here.
 
 Layout facts come from `reference/state_vector.md` §5. Presence is never encoded by a sentinel
 alone: an enemy slot, player shot or enemy shot is present iff its depth/position value is > 0,

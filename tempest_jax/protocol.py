@@ -1,4 +1,4 @@
-"""Wire format between a game client (MAME + lua/, or a sim client) and the server.
+"""Wire format between a game client (MAME + our Lua, or a sim client) and the server.
 
 Byte for byte as `reference/protocol.md`: after a 2-byte handshake the client sends frames,
 each a big-endian uint16 length prefix (819) then a 39-byte header `>HddBBBHIBBBhhBBBBB` and 195

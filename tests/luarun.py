@@ -1,4 +1,4 @@
-"""Running the plain-Lua side of the project from tests: the interpreters and `lua/tests/tool.lua`.
+"""Running the plain-Lua side of the project from tests: the interpreters and `tests/lua/tool.lua`.
 
 CI installs Debian's `lua5.3` (the Lua that MAME 0.251 embeds) and `lua5.4` (current MAME's);
 tests that need one skip with the package to install when it is missing.
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-LUA_DIR = REPO / "lua"
-TOOL = LUA_DIR / "tests" / "tool.lua"
+LUA_TESTS_DIR = REPO / "tests" / "lua"  # the Lua suites; the scripts they test: tempest_jax/lua
+TOOL = LUA_TESTS_DIR / "tool.lua"
 INTERPRETERS = ("lua5.3", "lua5.4")
 
 

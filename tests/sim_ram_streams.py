@@ -20,7 +20,7 @@ from tempest_jax import protocol as P
 from tempest_jax import sim
 
 # uint8 flags (bit 0: fresh carried state), cmd_fire, cmd_zap, int8 cmd_spinner, uint16 frame:
-# the record header lua/tests/tool.lua's extract_stream reads before each RAM image.
+# the record header tests/lua/tool.lua's extract_stream reads before each RAM image.
 RECORD_HEADER_DTYPE = np.dtype([("flags", "u1"), ("cmd_fire", "u1"), ("cmd_zap", "u1"),
                                 ("cmd_spinner", "i1"), ("frame", ">u2")])
 LUA_OUTPUT_DTYPE = np.dtype([("wire", "u1", (P.FRAME_WIRE_SIZE,)), ("expert_joint", "u1"),

@@ -1,11 +1,11 @@
-"""The Lua scripts for MAME (`lua/`) under plain Lua 5.3 and 5.4.
+"""The Lua scripts for MAME (`tempest_jax/lua/`) under plain Lua 5.3 and 5.4.
 
-- the plain-Lua suite (`lua/tests/run.lua`: extraction, expert, rewards, serialization, partial
+- the plain-Lua suite (`tests/lua/run.lua`: extraction, expert, rewards, serialization, partial
   and empty socket reads, reconnection, game control, the MAME API shims, main.lua) on both;
-- `lua/features.lua` and `lua/ram_map.lua` equal `tempest_jax/features.py` and
+- `features.lua` and `ram_map.lua` equal `tempest_jax/features.py` and
   `tempest_jax/sim/ram_map.py`, table by table;
 - wire compatibility: a frame our Lua encodes parses unchanged in the server's protocol module,
-  every reply the server can send (all 44 actions) parses unchanged in our Lua, `lua/protocol.lua`
+  every reply the server can send (all 44 actions) parses unchanged in our Lua, `protocol.lua`
   has `protocol.py`'s constants, and both build the same handshake for a token.
 """
 
@@ -17,7 +17,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from luarun import INTERPRETERS, LUA_DIR, REPO, interpreter, run_tool, tool_json
+from luarun import INTERPRETERS, LUA_TESTS_DIR, REPO, interpreter, run_tool, tool_json
 
 from tempest_jax import features as F
 from tempest_jax import protocol as P
@@ -31,7 +31,7 @@ def lua(request) -> str:
 
 
 def test_plain_lua_suite(lua):
-    proc = subprocess.run([lua, str(LUA_DIR / "tests" / "run.lua")], capture_output=True,
+    proc = subprocess.run([lua, str(LUA_TESTS_DIR / "run.lua")], capture_output=True,
                           text=True, timeout=60, cwd=REPO)
     failures = [line for line in proc.stdout.splitlines() if line.startswith("FAIL")]
     assert proc.returncode == 0 and not failures, proc.stdout + proc.stderr
@@ -65,7 +65,7 @@ def test_ram_map_matches_the_simulators(lua):
     missing = sorted(set(py_addresses) - set(lua_addresses))
     extra = sorted(set(lua_addresses) - set(py_addresses))
     assert not missing and not extra, (
-        f"lua/ram_map.lua must mirror tempest_jax/sim/ram_map.py: missing {missing}, "
+        f"tempest_jax/lua/ram_map.lua must mirror tempest_jax/sim/ram_map.py: missing {missing}, "
         f"not in ram_map.py {extra}")
     differ = {n: (hex(py_addresses[n]), hex(lua_addresses[n])) for n in py_addresses
               if py_addresses[n] != lua_addresses[n]}
@@ -122,7 +122,7 @@ def test_protocol_constants_match_protocol_py(lua):
 
 
 def test_lua_builds_token_handshakes_like_python(lua):
-    """The handshake lua/main.lua sends for $TEMPEST_TOKEN is the one the server reads, byte for
+    """The handshake main.lua sends for $TEMPEST_TOKEN is the one the server reads, byte for
     byte, for tokens of every length the handshake allows (and both refuse one byte more)."""
     tokens = [b"", b"s", b"s3cret", "t\u00f6k\u00e9n".encode(), b"\xff\xferaw env bytes",
               b"t" * P.MAX_TOKEN_BYTES, b"t" * (P.MAX_TOKEN_BYTES + 1)]

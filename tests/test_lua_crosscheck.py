@@ -1,5 +1,5 @@
-"""The Lua extraction (lua/, run by plain lua5.3 and lua5.4) against the simulator's JAX
-extraction: over 10,000 simulator RAM images the Lua side must produce byte-identical frames
+"""The Lua extraction (tempest_jax/lua/, run by plain lua5.3 and lua5.4) against the simulator's
+JAX extraction: over 10,000 simulator RAM images the Lua side must produce byte-identical frames
 (header with rewards and expert advice, all 195 state values) and the same expert action.
 
 The RAM sequences span every tube shape, open and closed tubes, all five enemy types (also

@@ -1,12 +1,12 @@
 """The production Lua client in real MAME against the real tempest-jax server.
 
 MAME 0.251's `arb` driver runs a real 6502 with RAM where Tempest has it, from a cartridge this
-test writes (an idle loop; no game ROM). lua/tests/mame_bridge_driver.lua writes simulator RAM
-images into MAME's memory frame by frame and starts lua/main.lua, which reads them through MAME's
-memory API, sends frames over a MAME socket to the `GameServer`, and applies the replies. The
-server's sink checks every frame byte for byte against the JAX extraction of the same images
-(with the replies it sent echoed in the header); the driver checks every reply reached the game
-($0050 and the fire/zap inputs). reference/mame_testing.md explains the setup.
+test writes (an idle loop; no game ROM). tests/lua/mame_bridge_driver.lua writes simulator RAM
+images into MAME's memory frame by frame and starts tempest_jax/lua/main.lua, which reads them
+through MAME's memory API, sends frames over a MAME socket to the `GameServer`, and applies the
+replies. The server's sink checks every frame byte for byte against the JAX extraction of the
+same images (with the replies it sent echoed in the header); the driver checks every reply
+reached the game ($0050 and the fire/zap inputs). reference/mame_testing.md explains the setup.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from luarun import LUA_DIR
+from luarun import LUA_TESTS_DIR
 
 pytest.importorskip("tempest_jax.sim")
 
@@ -37,7 +37,7 @@ from tempest_jax.sim import ram_map as M
 pytestmark = pytest.mark.timeout(600)
 
 MAME = shutil.which("mame") or ("/usr/games/mame" if Path("/usr/games/mame").exists() else None)
-DRIVER = LUA_DIR / "tests" / "mame_bridge_driver.lua"
+DRIVER = LUA_TESTS_DIR / "mame_bridge_driver.lua"
 MAME_LIMIT_S = 240
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from tempest_jax.cli import main
 from tempest_jax.commands import mame_cmd
+from tempest_jax.commands.lua_path_cmd import main_lua_path
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -66,7 +67,7 @@ def test_launches_n_instances_and_stops_them_cleanly(capsys, tmp_path):
         words = words.split()
         assert words[0] == "127.0.0.1:9876", "a server on every interface is reached on loopback"
         assert words[1] == "tempest1"
-        assert words[words.index("-autoboot_script") + 1] == str(mame_cmd.MAIN_SCRIPT)
+        assert words[words.index("-autoboot_script") + 1] == str(main_lua_path())
         assert words[words.index("-rompath") + 1] == str(tmp_path)
         assert words[words.index("-video") + 1] == "none" and "-nothrottle" in words
         assert stopped == "stopped"

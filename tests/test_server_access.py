@@ -165,7 +165,7 @@ def test_token_handshake_split_anywhere_and_followed_by_frames_in_one_write():
 def test_token_from_the_environment_and_our_clients_send_it(monkeypatch):
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     with serving() as (srv, _sink):
-        pool = ClientPool(srv.address, 2)  # reads $TEMPEST_TOKEN, as lua/main.lua does
+        pool = ClientPool(srv.address, 2)  # reads $TEMPEST_TOKEN, as main.lua does
         try:
             assert pool.exchange(wire([p]) for p in FRAMES[:2]) == [expected_reply(p)
                                                                      for p in FRAMES[:2]]

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show = sub.add_parser("show", help="print the resolved config (TOML, or JSON with --json)")
     cli.add_config_arguments(show)
     show.add_argument("--json", action="store_true", help="print JSON instead of TOML")
-    sub.add_parser("presets", help="list the presets in configs/")
+    sub.add_parser("presets", help="list the preset names --config accepts")
 
 
 def run(args: argparse.Namespace) -> int:

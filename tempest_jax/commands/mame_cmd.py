@@ -1,9 +1,10 @@
 """Launch headless MAME instances that play Tempest for the running tempest-jax server.
 
-Each instance runs `lua/main.lua` (the MAME side of the protocol) and connects to the server at
-server.host:server.port from the config, sending the server's token (server.token, else
-$TEMPEST_TOKEN) when one is set. MAME and the ROM set are the user's own: MAME is found
-on PATH or in /usr/games (Debian's package), the ROM set (default tempest1) in --rompath.
+Each instance runs the installed `main.lua` (the MAME side of the protocol; `tempest-jax
+lua-path` prints where it is) and connects to the server at server.host:server.port from the
+config, sending the server's token (server.token, else $TEMPEST_TOKEN) when one is set. MAME and
+the ROM set are the user's own: MAME is found on PATH or in /usr/games (Debian's package), the
+ROM set (default tempest1) in --rompath.
 
 Ctrl-C (or --seconds running out) stops the instances cleanly: each one sends a last frame and
 exits MAME itself; any that has not exited after --stop-timeout is killed (MAME ignores SIGTERM).
@@ -26,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tempest_jax import cli
-from tempest_jax.config import REPO_ROOT, TOKEN_ENV
+from tempest_jax.commands.lua_path_cmd import main_lua_path
+from tempest_jax.config import TOKEN_ENV
 
-MAIN_SCRIPT = REPO_ROOT / "lua" / "main.lua"
 # Where `mame` is looked for after PATH: Debian installs it in /usr/games, not on root's PATH.
 MAME_FALLBACKS = (Path("/usr/games/mame"),)
 MAME_MISSING_FILES = 2  # MAME's exit code for "Required files are missing"
@@ -106,13 +107,14 @@ def server_address(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
-def mame_command(mame: Path, args: argparse.Namespace, instance_dir: Path) -> list[str]:
+def mame_command(mame: Path, script: Path, args: argparse.Namespace,
+                 instance_dir: Path) -> list[str]:
     cmd = [str(mame), args.rom, *rompath_args(args.rompath), "-skip_gameinfo",
            "-video", args.video, "-sound", "none",
            "-cfg_directory", str(instance_dir / "cfg"),
            "-nvram_directory", str(instance_dir / "nvram"),
            "-snapshot_directory", str(instance_dir / "snap"),
-           "-autoboot_script", str(MAIN_SCRIPT)]
+           "-autoboot_script", str(script)]
     if args.video != "none":
         cmd.append("-window")
     if not args.throttle:
@@ -147,8 +149,9 @@ def run(args: argparse.Namespace) -> int:
         print("tempest-jax mame: --clients must be at least 1", file=sys.stderr)
         return 2
     try:
-        if not MAIN_SCRIPT.is_file():
-            raise LaunchError(f"{MAIN_SCRIPT} is missing (run from a source checkout)")
+        script = main_lua_path()
+        if not script.is_file():
+            raise LaunchError(f"{script} is missing: reinstall tempest-jax")
         mame = find_mame(args.mame)
         base_env = dict(os.environ)
         verify_roms(mame, args.rom, args.rompath, base_env)
@@ -163,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     address = server_address(cfg.server.host, cfg.server.port)
     env = {**base_env, "TEMPEST_SERVER": address, "TEMPEST_STOP_FILE": str(stop_file)}
     token = cfg.server.resolved_token()
-    if token:  # server.token reaches lua/main.lua the way $TEMPEST_TOKEN would
+    if token:  # server.token reaches main.lua the way $TEMPEST_TOKEN would
         env[TOKEN_ENV] = token
 
     instances: list[Instance] = []
@@ -174,8 +177,8 @@ def run(args: argparse.Namespace) -> int:
             instance_dir.mkdir(exist_ok=True)
             log_path = instance_dir / "mame.log"
             with log_path.open("wb") as log_file:
-                process = subprocess.Popen(mame_command(mame, args, instance_dir), env=env,
-                                           stdin=subprocess.DEVNULL, stdout=log_file,
+                process = subprocess.Popen(mame_command(mame, script, args, instance_dir),
+                                           env=env, stdin=subprocess.DEVNULL, stdout=log_file,
                                            stderr=subprocess.STDOUT, cwd=instance_dir)
             instances.append(Instance(index, process, log_path))
         print(f"started {len(instances)} MAME instance(s) of {args.rom} for the server at "

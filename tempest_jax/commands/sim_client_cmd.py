@@ -1,7 +1,7 @@
 """Simulated MAME clients: N games of the embedded simulator playing against a running server.
 
 Each game is one TCP client speaking the wire protocol in lockstep (frame, then wait for the
-5-byte reply), exactly as lua/main.lua does in MAME. Use it to train through the server without
+5-byte reply), exactly as the Lua client does in MAME. Use it to train through the server without
 ROMs, or to load-test a server.
 
 Examples:

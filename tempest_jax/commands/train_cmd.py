@@ -1,7 +1,7 @@
 r"""Train a network: on the embedded simulator (default) or serving MAME/sim clients over TCP.
 
 Examples:
-  tempest-jax train                                  # simulator, configs/sim.toml
+  tempest-jax train                                  # simulator, the sim preset
   tempest-jax train --config smoke --frames 20000    # a short run
   tempest-jax train --env mame --set server.port=9999
   TEMPEST_TOKEN=secret tempest-jax train --env mame --set server.host=0.0.0.0 \

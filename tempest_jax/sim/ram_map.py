@@ -1,7 +1,7 @@
 """Tempest RAM addresses the simulator writes and the extraction reads.
 
-The one place these addresses live on the Python side; `lua/` mirrors this module. Names follow
-the reference RAM map (`reference/state_vector.md` §1 and the appendix of
+The one place these addresses live on the Python side; `lua/ram_map.lua` mirrors this module.
+Names follow the reference RAM map (`reference/state_vector.md` §1 and the appendix of
 `reference/game_rules_enemies.md`). Arrays are given as (base, length); slot k is at base + k.
 """
 

@@ -1,14 +1,16 @@
 -- Autoboot script for the real-MAME bridge test (tests/test_lua_mame_bridge.py) on the `arb`
--- driver: before the production client (lua/main.lua, loaded below) sees each video frame, this
--- writes the next simulator RAM image into MAME's memory; after the client has processed it,
--- it checks that the server's reply reached the game ($0050 and the input roles). Ends MAME with
+-- driver: before the production client (tempest_jax/lua/main.lua, loaded below) sees each video
+-- frame, this writes the next simulator RAM image into MAME's memory; after the client has
+-- processed it, it checks that the server's reply reached the game ($0050 and the input roles).
+-- Ends MAME with
 -- os.exit(code): 0 when every image was processed and applied as expected.
 --
 -- Environment: BRIDGE_IMAGES (RAM images, RAM_SIZE bytes each), BRIDGE_RESULT (summary file),
 -- plus main.lua's TEMPEST_SERVER and TEMPEST_ANY_SYSTEM=1.
 
 local tests_dir = debug.getinfo(1, "S").source:match("^@(.*)[/\\]") or "."
-package.path = tests_dir .. "/../?.lua;" .. package.path
+local client_dir = tests_dir .. "/../../tempest_jax/lua"  -- the production scripts
+package.path = client_dir .. "/?.lua;" .. package.path
 
 local features = require("features")
 local ram_map = require("ram_map")
@@ -87,4 +89,4 @@ else
   emu.register_frame_done(guarded)
 end
 
-dofile(tests_dir .. "/../main.lua")
+dofile(client_dir .. "/main.lua")

@@ -1,11 +1,11 @@
 -- Command-line access to the Lua side for the Python tests (tests/test_lua*.py):
---   lua lua/tests/tool.lua contract               JSON dump of features.lua and ram_map.lua
---   lua lua/tests/tool.lua parse_replies          hex replies on stdin (one a line) -> JSON
---   lua lua/tests/tool.lua example_frame          hex wire bytes of protocol.md's worked example
---   lua lua/tests/tool.lua protocol_constants     JSON of protocol.lua's integer constants
---   lua lua/tests/tool.lua handshakes             hex tokens on stdin (one a line; empty = none)
+--   lua tests/lua/tool.lua contract               JSON dump of features.lua and ram_map.lua
+--   lua tests/lua/tool.lua parse_replies          hex replies on stdin (one a line) -> JSON
+--   lua tests/lua/tool.lua example_frame          hex wire bytes of protocol.md's worked example
+--   lua tests/lua/tool.lua protocol_constants     JSON of protocol.lua's integer constants
+--   lua tests/lua/tool.lua handshakes             hex tokens on stdin (one a line; empty = none)
 --                                                 -> JSON: hex handshake, or false when refused
---   lua lua/tests/tool.lua extract_stream IN OUT  RAM-image records -> encoded frames
+--   lua tests/lua/tool.lua extract_stream IN OUT  RAM-image records -> encoded frames
 --
 -- extract_stream records (big-endian): uint8 flags (bit 0: start over with a fresh carried
 -- state, as a new connection does), the client fields uint8 cmd_fire, uint8 cmd_zap, int8
@@ -13,7 +13,8 @@
 -- bytes (save_signal 0), the uint8 expert joint action and the uint16 count of clamped values.
 
 local tests_dir = debug.getinfo(1, "S").source:match("^@(.*)[/\\]") or "."
-package.path = tests_dir .. "/?.lua;" .. tests_dir .. "/../?.lua;" .. package.path
+local client_dir = tests_dir .. "/../../tempest_jax/lua"  -- the production scripts
+package.path = tests_dir .. "/?.lua;" .. client_dir .. "/?.lua;" .. package.path
 
 local features = require("features")
 local ram_map = require("ram_map")

@@ -1,5 +1,6 @@
--- Entry point for `mame tempest1 -autoboot_script lua/main.lua`: connects this MAME instance to
--- the tempest-jax server and plays through the game's inputs.
+-- Entry point for `mame tempest1 -autoboot_script PATH/main.lua` (`tempest-jax lua-path` prints
+-- PATH/main.lua): connects this MAME instance to the tempest-jax server and plays through the
+-- game's inputs. The modules it requires lie beside it.
 --
 -- Environment:
 --   TEMPEST_SERVER           host:port of the server (default 127.0.0.1:9999)

@@ -1,9 +1,10 @@
--- Plain-Lua test runner: `lua5.3 lua/tests/run.lua` or `lua5.4 lua/tests/run.lua` from the
+-- Plain-Lua test runner: `lua5.3 tests/lua/run.lua` or `lua5.4 tests/lua/run.lua` from the
 -- repository root (tests/test_lua.py runs both). Prints one line per test and exits non-zero
 -- when any fails.
 
 local tests_dir = debug.getinfo(1, "S").source:match("^@(.*)[/\\]") or "."
-package.path = tests_dir .. "/?.lua;" .. tests_dir .. "/../?.lua;" .. package.path
+local client_dir = tests_dir .. "/../../tempest_jax/lua"  -- the production scripts
+package.path = tests_dir .. "/?.lua;" .. client_dir .. "/?.lua;" .. package.path
 
 local SUITES = {"test_features", "test_state", "test_logic", "test_protocol", "test_connection",
                 "test_control", "test_client", "test_mame"}
