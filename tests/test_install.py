@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytest
 from luarun import interpreter
-from train_process import JIT_CACHE
 
 import tempest_jax
 
@@ -173,14 +172,14 @@ def test_installed_lua_client_loads_its_modules(venv, elsewhere):
 def test_installed_train_then_eval(venv, elsewhere):
     exe = str(venv / "bin" / "tempest-jax")
     # Compiled programs do not depend on where the package lies: the smoke run's are shared
-    # with the other tests that train it in a subprocess.
-    jit_cache = {"JAX_COMPILATION_CACHE_DIR": str(JIT_CACHE)}
+    # with the other tests that train it, through the compile cache conftest sets up (the
+    # environment passes it on).
     check_run([exe, "train", "--config", "smoke", "--frames", "2000", "--set", "run.name=first"],
-              cwd=elsewhere, **jit_cache)
+              cwd=elsewhere)
     run_dir = elsewhere / "runs" / "first"
     assert (run_dir / "config.toml").is_file() and (run_dir / "checkpoints").is_dir()
     printed = check_run([exe, "eval", "runs/first", "--episodes", "2", "--max-ticks", "300",
-                         "--json"], cwd=elsewhere, **jit_cache)
+                         "--json"], cwd=elsewhere)
     results = json.loads(printed)
     for policy in ("network", "expert", "random"):
         assert results[policy]["games"] == 2
