@@ -1,10 +1,16 @@
-"""Action selection for a batch of frames: expert ratio, ε-greedy, superzapper gate.
+"""Inference and action selection: how the actors run the network and choose actions.
 
-One pure function, `select_actions`, decides for every row (reference/actions.md §3, with our
-fixes): with probability `expert_ratio` the expert's advice is executed exactly (and stored as
-such); otherwise the network acts, taking a random action with probability ε, and a network
-zap that the expert did not advise is cleared with the zap-gate probability. Both probabilities
-come from the schedules of the global frame count (zoom: ε × 0.2, ratio × 2) unless an operator
+`Inference` is the actors' side of the network: this process's devices (a mesh of their own:
+serving never waits for another process), the matrices multiplied in `learner.inference_dtype`,
+batches padded to the device count, and `greedy`, the one greedy selection over expected Q that
+the simulator rollout, the game server and evaluation all use.
+
+One pure function, `select_actions`, decides for every row: with probability `expert_ratio` the
+expert's advice is executed exactly (and stored as such); otherwise the network acts, taking a
+random action with probability ε (fire a coin flip, zap with `eps_zap_prob`, a uniform spinner
+level), and a network zap that the expert did not advise is cleared with the zap-gate
+probability. Both probabilities come from the schedules of the global frame count (during the
+zoom between levels: ε × `eps_zoom_mult`, ratio × `expert_zoom_mult`) unless an operator
 override is set. The same function runs inside the simulator's jitted rollout and behind the
 server's batched inference, so the two sources act identically.
 """
@@ -17,16 +23,20 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from tempest_jax import distributed, schedules
 from tempest_jax import features as F
-from tempest_jax import schedules
 from tempest_jax.config import ScheduleConfig
-from tempest_jax.learner import Learner, expected_q
+from tempest_jax.learner import DATA_AXIS, Learner, expected_q
+from tempest_jax.networks import cpu_has_amx_bf16
+from tempest_jax.policy import PolicyOutput
 from tempest_jax.protocol import FrameBatch
-from tempest_jax.server import PolicyOutput
 
 SPINNER_ZERO_INDEX = F.SPINNER_INDEX_OF_LEVEL[0]
 
@@ -75,6 +85,103 @@ def select_actions(key: jax.Array, greedy: jax.Array, expert_joint: jax.Array,
     return joint, use_expert
 
 
+def greedy(apply: Callable, params: Any, obs: jax.Array, support: jax.Array) -> jax.Array:
+    """(B,) int32 argmax over actions of the expected Q of `obs`: the greedy action."""
+    return jnp.argmax(expected_q(apply(params, obs), support), axis=-1).astype(jnp.int32)
+
+
+def resolve_inference_dtype(name: str, network: nn.Module, platform: str) -> jnp.dtype | None:
+    """The matmul dtype of the actors' forward pass for `learner.inference_dtype`; None: the
+    network's own. `auto` picks bfloat16 only where it was measured faster (CPUs with AMX-BF16;
+    on GPU, XLA's float32 matmuls may already use TF32) and the network supports it."""
+    supported = "matmul_dtype" in getattr(network, "__dataclass_fields__", {})
+    if name == "float32" or (name == "auto" and not (
+            supported and platform == "cpu" and cpu_has_amx_bf16())):
+        return None
+    if not supported:
+        raise ValueError(f"learner.inference_dtype = {name} needs a network with a "
+                         f"matmul_dtype field (TempestNetwork); {type(network).__name__} has "
+                         "none: use float32 or auto")
+    return jnp.dtype(jnp.bfloat16)
+
+
+def stored_for_matmul(params: Any, dtype: jnp.dtype) -> Any:
+    """Every matrix (the only leaves a matmul reads) in `dtype`; vectors stay float32."""
+    return jax.tree.map(lambda x: x.astype(dtype) if x.ndim >= 2 else x, params)
+
+
+class Inference:
+    """The network as this process's actors run it.
+
+    `dtype` is `learner.inference_dtype` (`auto`, `float32`, `bfloat16`): with bfloat16 every
+    Dense layer multiplies bfloat16 matrices with float32 accumulation (norms, softmax and sums
+    stay float32), from a bfloat16 copy of the matrices made at each publish (`params`).
+    Evaluation uses `Inference(learner, "float32")`, the learner's own numerics.
+    """
+
+    def __init__(self, learner: Learner, dtype: str):
+        self.support = jnp.asarray(learner.support)
+        self.obs_size = learner.obs_size
+        self.devices = learner.local_devices
+        self.num_devices = len(self.devices)
+        self.multi_process = learner.multi_process
+        mesh = (jax.make_mesh((self.num_devices,), (DATA_AXIS,),
+                              axis_types=(jax.sharding.AxisType.Auto,), devices=self.devices)
+                if self.multi_process else learner.mesh)
+        self.replicated = NamedSharding(mesh, P())
+        self.rows = NamedSharding(mesh, P(DATA_AXIS))
+        self.dtype = resolve_inference_dtype(dtype, learner.network, self.devices[0].platform)
+        self.network = (learner.network if self.dtype is None
+                        else learner.network.clone(matmul_dtype=self.dtype))
+        self.dtype_name = jnp.dtype(
+            self.dtype or getattr(learner.network, "dtype", jnp.float32)).name
+        # XLA's bfloat16 matmul of one row takes 2.2x as long as of two (CPU, measured):
+        # inference batches get at least two rows.
+        self.min_rows = 1 if self.dtype is None else 2
+        # Padded batch sizes are multiples of this.
+        self.row_multiple = math.lcm(self.num_devices, self.min_rows)
+        self._store = jax.jit(lambda params: stored_for_matmul(params, self.dtype),
+                              in_shardings=self.replicated, out_shardings=self.replicated)
+        self._q_values = jax.jit(
+            lambda params, obs: expected_q(self.network.apply(params, obs.astype(jnp.float32)),
+                                           self.support),
+            in_shardings=(self.replicated, self.rows), out_shardings=self.rows)
+        self._greedy = jax.jit(
+            lambda params, obs: greedy(self.network.apply, params, obs.astype(jnp.float32),
+                                       self.support),
+            in_shardings=(self.replicated, self.rows), out_shardings=self.rows)
+
+    def params(self, params: Any) -> Any:
+        """The learner's `params` as this network reads them: on this process's devices only
+        (inference must not wait for the other processes), matrices in `dtype`. New arrays
+        whenever anything changes, so the learner's own `params` are never aliased."""
+        if self.multi_process:
+            params = distributed.local_copy(params, self.replicated)
+        if self.dtype is not None:
+            params = self._store(params)
+        return params
+
+    def q_values(self, params: Any, obs) -> jax.Array:
+        """(B, A) expected Q-values of observations (B, obs_size), any float dtype."""
+        obs, size = self._pad_rows(obs)
+        return self._q_values(params, obs)[:size]
+
+    def greedy_actions(self, params: Any, obs) -> jax.Array:
+        """(B,) int32 greedy actions."""
+        obs, size = self._pad_rows(obs)
+        return self._greedy(params, obs)[:size]
+
+    def _pad_rows(self, obs):
+        """Pad the rows to a multiple of the device count (inference batches have any size)."""
+        chex.assert_rank(obs, 2)
+        size = obs.shape[0]
+        short = -size % self.num_devices
+        if short:
+            xp = jnp if isinstance(obs, jax.Array) else np
+            obs = xp.concatenate([obs, xp.zeros((short, obs.shape[1]), obs.dtype)])
+        return obs, size
+
+
 class ParamStore:
     """The parameters inference uses. The learner publishes a new immutable pytree; readers
     take a reference, so a forward pass never sees torn weights."""
@@ -101,9 +208,9 @@ SCALAR_FRAMES, SCALAR_EPSILON, SCALAR_EXPERT_RATIO, SCALAR_PULSE = range(4)
 IS_EXPERT_BIT = 8
 
 
-def make_act_fn(learner: Learner, cfg: ScheduleConfig):
+def make_act_fn(inference: Inference, cfg: ScheduleConfig):
     """A jitted, device-parallel act(params, key, obs, rows, scalars) -> (next key, packed)
-    over a batch whose size is a multiple of the learner's device count.
+    over a batch whose size is a multiple of `inference.row_multiple`.
 
     Inputs are packed so one call costs three small host-to-device copies and one copy back:
     `rows` (B, 3) int32 holds the expert's joint action, its zap flag and the game state;
@@ -113,18 +220,15 @@ def make_act_fn(learner: Learner, cfg: ScheduleConfig):
 
     def act(params, key, obs, rows, scalars):
         key, act_key = jax.random.split(key)
-        q = expected_q(learner.inference_network.apply(params, obs),
-                       jnp.asarray(learner.support))
-        greedy = jnp.argmax(q, axis=-1).astype(jnp.int32)
+        greedy_joint = greedy(inference.network.apply, params, obs, inference.support)
         overrides = Overrides(scalars[SCALAR_EPSILON], scalars[SCALAR_EXPERT_RATIO],
                               scalars[SCALAR_PULSE] > 0)
         joint, is_expert = select_actions(
-            act_key, greedy, rows[:, ROW_EXPERT_JOINT], rows[:, ROW_EXPERT_ZAP],
+            act_key, greedy_joint, rows[:, ROW_EXPERT_JOINT], rows[:, ROW_EXPERT_ZAP],
             rows[:, ROW_GAMESTATE], scalars[SCALAR_FRAMES], overrides, cfg)
         return key, joint | (is_expert.astype(jnp.int32) << IS_EXPERT_BIT)
 
-    # This process's devices only: serving never waits for another process.
-    rows, replicated = learner.inference_rows, learner.inference_replicated
+    rows, replicated = inference.rows, inference.replicated
     return jax.jit(act, in_shardings=(replicated, replicated, rows, rows, replicated),
                    out_shardings=(replicated, rows), donate_argnums=(1,))
 
@@ -142,36 +246,36 @@ class ServerPolicy:
     driven by the global frame count (every frame served counts). `overrides` is called once
     per batch for the operator's current settings."""
 
-    def __init__(self, learner: Learner, params: ParamStore, cfg: ScheduleConfig,
+    def __init__(self, inference: Inference, params: ParamStore, cfg: ScheduleConfig,
                  seed: int = 0, frames: int = 0,
                  overrides: Callable[[], Overrides] = Overrides):
-        self.learner = learner
+        self.inference = inference
         self.params = params
         self.cfg = cfg
         self.frames = frames
         self.overrides = overrides
-        self._act = make_act_fn(learner, cfg)
-        self._key = jax.device_put(jax.random.key(seed), learner.inference_replicated)
-        self._row_multiple = math.lcm(learner.num_local_devices, learner.inference_min_rows)
+        self._act = make_act_fn(inference, cfg)
+        self._key = jax.device_put(jax.random.key(seed), inference.replicated)
         self._inputs: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per padded size
 
     def _buffers(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         """Reused host input buffers for one padded size (safe to refill: the server waits
         for each batch's output before it starts the next)."""
         if size not in self._inputs:
-            self._inputs[size] = (np.zeros((size, self.learner.obs_size), np.float32),
+            self._inputs[size] = (np.zeros((size, self.inference.obs_size), np.float32),
                                   np.zeros((size, 3), np.int32))
         return self._inputs[size]
 
     def compile_batches(self, max_rows: int) -> list[int]:
         """Compile (by running once, on zeros and a scratch key) the act call for every padded
         batch size a batch of 1..`max_rows` frames takes; the sizes, ascending."""
-        sizes = sorted({bucket_size(n, self._row_multiple) for n in range(1, max_rows + 1)})
+        multiple = self.inference.row_multiple
+        sizes = sorted({bucket_size(n, multiple) for n in range(1, max_rows + 1)})
         params, _ = self.params.get()
         scalars = np.zeros(4, np.float32)
         for size in sizes:
             obs, rows = self._buffers(size)
-            scratch_key = jax.device_put(jax.random.key(0), self.learner.inference_replicated)
+            scratch_key = jax.device_put(jax.random.key(0), self.inference.replicated)
             jax.block_until_ready(self._act(params, scratch_key, obs, rows, scalars))
         return sizes
 
@@ -179,7 +283,7 @@ class ServerPolicy:
         """Dispatch the batch's inference (it runs while the caller goes on); the returned
         function waits for the actions."""
         n = len(batch)
-        obs, rows = self._buffers(bucket_size(n, self._row_multiple))
+        obs, rows = self._buffers(bucket_size(n, self.inference.row_multiple))
         obs[:n] = batch.state
         rows[:n, ROW_EXPERT_JOINT] = F.expert_joint_action(
             batch.expert_target, batch.player_seg, batch.is_open != 0, batch.expert_fire,

@@ -1,10 +1,11 @@
-"""Operator controls of a training run: the one API behind the keyboard and the dashboard.
+"""Operator settings of a training run, and the one API that changes them.
 
-The keyboard and dashboard threads call these methods; the run's main loop and learner thread
-read the results. Every change is one reference assignment (a new overrides tuple, a float, an
-int) made under a lock, so a reader never sees half of a change. The main loop hands the
-settings that belong to the frame source to it once per pass (`apply_to_source`), so the
-simulator's state is only ever touched by the thread that owns it.
+`OperatorSettings` is the whole state an operator changes while a run goes on: ε and expert
+ratio overrides, the manual ε pulse, training on/off, the learning-rate scale and the level new
+games start on. It is immutable: every change replaces it whole under a lock, so a reader (the
+learner thread, a frame source, the metrics) takes `controls.settings` once and never sees half
+of a change. The keyboard and the dashboard change it through `Controls`; nothing here knows
+the run that reads it. Saving and quitting are requests the run's main loop answers.
 
 Operator settings live for the process: a resumed run starts from the config again (the pulse's
 end frame is the exception: it is a checkpoint counter).
@@ -12,34 +13,43 @@ end frame is the exception: it is a checkpoint counter).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from tempest_jax import schedules
+from tempest_jax.actor import Overrides
+from tempest_jax.config import ScheduleConfig
 from tempest_jax.protocol import START_LEVEL_MAX, START_LEVEL_MIN
 
-if TYPE_CHECKING:
-    from tempest_jax.train import Trainer
-
-# The scaled peak learning rate stays within these bounds (the reference's L/l keys).
+# The scaled peak learning rate stays within these bounds (keys L/l, the dashboard).
 LR_BOUNDS = (1e-6, 1e-2)
 SIM_START_LEVELS = (1, 99)
 SETTINGS = ("epsilon", "expert_ratio", "pulse", "training", "lr_scale", "start_level",
             "start_advanced")
 
 
+@dataclasses.dataclass(frozen=True)
+class OperatorSettings:
+    epsilon: float | None = None       # None: the schedule
+    expert_ratio: float | None = None  # None: the schedule
+    pulse_until: int = 0               # frame count at which a manual ε pulse ends
+    training: bool = True              # the learner updates (frames flow into replay anyway)
+    lr_scale: float = 1.0              # multiplies the scheduled learning rate
+    start_level: int = 1               # 1-based level new games start on
+    start_advanced: bool = False       # MAME: start on the highest level the game offers
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _probability(name: str, value: Any) -> float:
-    """An override in [0, 1], or -1 (follow the schedule) for None."""
-    if value is None:
-        return -1.0
-    if not _is_number(value) or not 0.0 <= value <= 1.0:
+def _probability(name: str, value: Any) -> float | None:
+    if value is not None and (not _is_number(value) or not 0.0 <= value <= 1.0):
         raise ValueError(f"{name} must be a number in [0, 1] or null (the schedule), "
                          f"got {value!r}")
-    return float(value)
+    return None if value is None else float(value)
 
 
 def _flag(name: str, value: Any) -> bool:
@@ -49,54 +59,68 @@ def _flag(name: str, value: Any) -> bool:
 
 
 class Controls:
-    """The operator's handles on one `Trainer`."""
+    """The operator's handles on a run. `frames()` is the run's frame count (the schedules' and
+    the pulse's clock); `sim`: the frame source is the simulator (start levels 1–99, no
+    `start_advanced`) rather than served MAME clients (1–81)."""
 
-    def __init__(self, trainer: Trainer):
-        self._trainer = trainer
-        cfg = trainer.cfg
-        self._lock = threading.RLock()
-        self.sim = cfg.env.source == "sim"
-        self.lr_scale = 1.0
-        self.start_level = cfg.env.start_level if self.sim else cfg.server.start_level_min
-        self.start_advanced = bool(cfg.server.start_advanced)
+    def __init__(self, schedule: ScheduleConfig, lr_peak: float, frames: Callable[[], int],
+                 sim: bool, start_level: int, start_advanced: bool = False,
+                 pulse_until: int = 0):
+        self.schedule = schedule
+        self.lr_peak = lr_peak
+        self.frames = frames
+        self.sim = sim
+        self.settings = OperatorSettings(pulse_until=pulse_until, start_level=start_level,
+                                         start_advanced=start_advanced)
         self.verbose = False
         self.save_requested = threading.Event()
+        self.quit_requested = threading.Event()
+        self._lock = threading.RLock()
+
+    def _change(self, **changes) -> OperatorSettings:
+        with self._lock:
+            self.settings = dataclasses.replace(self.settings, **changes)
+            return self.settings
+
+    # -- what the run reads ---------------------------------------------------------------------
+
+    def overrides(self) -> Overrides:
+        """The operator's overrides as the actors take them (-1: follow the schedule)."""
+        s = self.settings
+        return Overrides(-1.0 if s.epsilon is None else s.epsilon,
+                         -1.0 if s.expert_ratio is None else s.expert_ratio,
+                         self.frames() < s.pulse_until)
+
+    def effective_epsilon(self) -> float:
+        s = self.settings
+        if s.epsilon is not None:
+            return s.epsilon
+        return float(schedules.epsilon(self.frames(), self.schedule, pulse_until=s.pulse_until))
+
+    def effective_expert_ratio(self) -> float:
+        s = self.settings
+        if s.expert_ratio is not None:
+            return s.expert_ratio
+        return float(schedules.expert_ratio(self.frames(), self.schedule))
+
+    def pulsing(self) -> bool:
+        return self.frames() < self.settings.pulse_until
 
     # -- exploration ----------------------------------------------------------------------------
 
-    def effective_epsilon(self) -> float:
-        t = self._trainer
-        if t.overrides.epsilon >= 0:
-            return float(t.overrides.epsilon)
-        return float(schedules.epsilon(t.frames, t.cfg.schedule, pulse_until=t.pulse_until))
-
-    def effective_expert_ratio(self) -> float:
-        t = self._trainer
-        if t.overrides.expert_ratio >= 0:
-            return float(t.overrides.expert_ratio)
-        return float(schedules.expert_ratio(t.frames, t.cfg.schedule))
-
     def set_epsilon(self, value: float | None) -> None:
         """Fix ε at `value` in [0, 1]; None follows the schedule again."""
-        epsilon = _probability("epsilon", value)
-        with self._lock:
-            self._trainer.overrides = self._trainer.overrides._replace(epsilon=epsilon)
+        self._change(epsilon=_probability("epsilon", value))
 
     def set_expert_ratio(self, value: float | None) -> None:
         """Fix the expert ratio at `value` in [0, 1]; None follows the schedule again."""
-        ratio = _probability("expert_ratio", value)
-        with self._lock:
-            self._trainer.overrides = self._trainer.overrides._replace(expert_ratio=ratio)
+        self._change(expert_ratio=_probability("expert_ratio", value))
 
     def set_pulse(self, on: bool) -> None:
         """Start a manual ε pulse (ε ≥ `eps_pulse` for `eps_pulse_frames` frames) or end it."""
-        t = self._trainer
-        on = _flag("pulse", on)
-        with self._lock:
-            t.pulse_until = t.frames + t.cfg.schedule.eps_pulse_frames if on else t.frames
-
-    def pulsing(self) -> bool:
-        return self._trainer.frames < self._trainer.pulse_until
+        frames = self.frames()
+        end = frames + self.schedule.eps_pulse_frames if _flag("pulse", on) else frames
+        self._change(pulse_until=end)
 
     def toggle_pulse(self) -> bool:
         with self._lock:
@@ -107,19 +131,14 @@ class Controls:
 
     def set_training(self, on: bool) -> None:
         """Pause or resume the learner (frames keep flowing into replay)."""
-        if _flag("training", on):
-            self._trainer.training_enabled.set()
-        else:
-            self._trainer.training_enabled.clear()
+        self._change(training=_flag("training", on))
 
     def toggle_training(self) -> bool:
         with self._lock:
-            self.set_training(not self._trainer.training_enabled.is_set())
-            return self._trainer.training_enabled.is_set()
+            return self._change(training=not self.settings.training).training
 
     def lr_scale_bounds(self) -> tuple[float, float]:
-        peak = self._trainer.cfg.learner.lr
-        return LR_BOUNDS[0] / peak, LR_BOUNDS[1] / peak
+        return LR_BOUNDS[0] / self.lr_peak, LR_BOUNDS[1] / self.lr_peak
 
     def set_lr_scale(self, scale: float) -> None:
         """Multiply the scheduled learning rate by `scale` from the next dispatch on."""
@@ -128,15 +147,14 @@ class Controls:
             raise ValueError(f"lr_scale must be a number in [{lo:.3g}, {hi:.3g}] (a peak "
                              f"learning rate in [{LR_BOUNDS[0]:g}, {LR_BOUNDS[1]:g}]), "
                              f"got {scale!r}")
-        with self._lock:
-            self.lr_scale = float(scale)
+        self._change(lr_scale=float(scale))
 
     def scale_lr(self, factor: float) -> float:
         """Multiply the learning-rate scale by `factor`, kept within the bounds; the new scale."""
         lo, hi = self.lr_scale_bounds()
         with self._lock:
-            self.lr_scale = min(max(self.lr_scale * factor, lo), hi)
-            return self.lr_scale
+            return self._change(lr_scale=min(max(self.settings.lr_scale * factor, lo), hi)
+                                ).lr_scale
 
     # -- checkpoints and the terminal ------------------------------------------------------------
 
@@ -145,8 +163,8 @@ class Controls:
         self.save_requested.set()
 
     def quit(self) -> None:
-        """End the run; it saves a final checkpoint on the way out."""
-        self._trainer.stop()
+        """End the run at the main loop's next pass; it saves a final checkpoint first."""
+        self.quit_requested.set()
 
     def toggle_verbose(self) -> bool:
         with self._lock:
@@ -165,40 +183,24 @@ class Controls:
         lo, hi = self.start_level_range()
         if not (_is_number(level) and float(level).is_integer() and lo <= level <= hi):
             raise ValueError(f"start_level must be an integer in [{lo}, {hi}], got {level!r}")
-        with self._lock:
-            self.start_level = int(level)
+        self._change(start_level=int(level))
 
     def set_start_advanced(self, on: bool) -> None:
         """Reply byte 3 for MAME clients: start on the highest level the game offers."""
         if self.sim:
             raise ValueError("start_advanced applies to MAME clients only (env.source=mame)")
-        with self._lock:
-            self.start_advanced = _flag("start_advanced", on)
-
-    def apply_to_source(self) -> None:
-        """Hand the settings to the frame source; called by the main loop, which owns it."""
-        t = self._trainer
-        if self.sim:
-            if t.source is not None:
-                t.source.set_start_level(self.start_level)
-        elif t.server is not None:  # the server policy reads the overrides itself
-            t.server.settings.start_level_min = self.start_level
-            t.server.settings.start_advanced = int(self.start_advanced)
+        self._change(start_advanced=_flag("start_advanced", on))
 
     # -- the dashboard --------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
         """The operator settings, as the metrics records and the dashboard show them."""
-        overrides = self._trainer.overrides
-        state = {
-            "epsilon_override": float(overrides.epsilon) if overrides.epsilon >= 0 else None,
-            "expert_ratio_override": (float(overrides.expert_ratio)
-                                      if overrides.expert_ratio >= 0 else None),
-            "pulse": self.pulsing(), "training": self._trainer.training_enabled.is_set(),
-            "lr_scale": self.lr_scale, "start_level": self.start_level,
-        }
+        s = self.settings
+        state = {"epsilon_override": s.epsilon, "expert_ratio_override": s.expert_ratio,
+                 "pulse": self.pulsing(), "training": s.training, "lr_scale": s.lr_scale,
+                 "start_level": s.start_level}
         if not self.sim:
-            state["start_advanced"] = self.start_advanced
+            state["start_advanced"] = s.start_advanced
         return state
 
     def apply_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
@@ -212,22 +214,11 @@ class Controls:
                    "lr_scale": self.set_lr_scale, "start_level": self.set_start_level,
                    "start_advanced": self.set_start_advanced}
         with self._lock:
-            saved = self._snapshot()
+            saved = self.settings
             try:
                 for name, value in settings.items():
                     setters[name](value)
             except ValueError:
-                self._restore(saved)
+                self.settings = saved
                 raise
         return self.state()
-
-    def _snapshot(self) -> tuple:
-        t = self._trainer
-        return (t.overrides, t.pulse_until, t.training_enabled.is_set(), self.lr_scale,
-                self.start_level, self.start_advanced)
-
-    def _restore(self, saved: tuple) -> None:
-        t = self._trainer
-        (t.overrides, t.pulse_until, training, self.lr_scale, self.start_level,
-         self.start_advanced) = saved
-        self.set_training(training)

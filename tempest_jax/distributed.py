@@ -32,7 +32,7 @@ import jax
 import numpy as np
 
 from tempest_jax.config import Config, ConfigError, DistributedConfig
-from tempest_jax.metrics import RunDir
+from tempest_jax.rundir import RunDir
 
 log = logging.getLogger(__name__)
 # Exit status of a process the watchdog ends (distinct from Python's 1 and an abort's 134).

@@ -20,11 +20,13 @@ import numpy as np
 
 from tempest_jax import features as F
 from tempest_jax import learner as learner_lib
+from tempest_jax.actor import Inference, greedy
 from tempest_jax.checkpoint import Checkpointer, Restored
 from tempest_jax.config import ServerConfig
+from tempest_jax.policy import PolicyOutput
 from tempest_jax.protocol import FrameBatch
 from tempest_jax.resume import find_resume_point
-from tempest_jax.server import GameServer, PolicyOutput
+from tempest_jax.server import GameServer
 from tempest_jax.sim import play
 
 POLICY_ORDER = ("network", "expert", "random")
@@ -41,11 +43,11 @@ def checkpoint_dir(path: str | Path) -> Path:
 
 
 def greedy_policy(learner: learner_lib.Learner):
+    """The network's greedy actions on a batch of simulator frames, in float32."""
     support = jnp.asarray(learner.support)
 
     def policy(params, frame, key):
-        q = learner_lib.expected_q(learner.network.apply(params, frame.state), support)
-        return jnp.argmax(q, axis=-1).astype(jnp.int32)
+        return greedy(learner.network.apply, params, frame.state, support)
 
     return policy
 
@@ -104,7 +106,7 @@ class ServedPolicy:
     """The server's policy during a served evaluation: `mode` is one of POLICY_ORDER."""
 
     def __init__(self, learner: learner_lib.Learner, params, seed: int = 0):
-        self.learner = learner
+        self.inference = Inference(learner, "float32")
         self.params = params
         self.mode = POLICY_ORDER[0]
         self._rng = np.random.default_rng(seed)
@@ -112,7 +114,7 @@ class ServedPolicy:
     def __call__(self, client_ids: np.ndarray, batch: FrameBatch) -> PolicyOutput:
         n = len(batch)
         if self.mode == "network":
-            joint = np.asarray(self.learner.greedy_actions(self.params, batch.state))
+            joint = np.asarray(self.inference.greedy_actions(self.params, batch.state))
         elif self.mode == "expert":
             joint = F.expert_joint_action(batch.expert_target, batch.player_seg,
                                           batch.is_open != 0, batch.expert_fire,

@@ -1,4 +1,4 @@
-"""Terminal keyboard controls of a training run (after reference/learner.md §11).
+"""Terminal keyboard controls of a training run.
 
 Active only when stdin is a terminal (and, when it is this process's controlling terminal, while
 the process is in the foreground), unless turned off (`tempest-jax train --no-keys`). The
@@ -19,12 +19,12 @@ import sys
 import termios
 import threading
 import tty
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
+from tempest_jax.control import Controls
 from tempest_jax.metrics import format_row, header_row, print_lines
-
-if TYPE_CHECKING:
-    from tempest_jax.train import Trainer
+from tempest_jax.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +59,15 @@ def key_list() -> str:
     return "\n".join(f"  {key.ljust(width)}  {action}" for key, action in KEYS)
 
 
-def replay_line(trainer: Trainer) -> str:
-    stats = trainer.replay.buffer.stats()
+def replay_line(stats: dict) -> str:
+    """The `r` line, from the replay's statistics (`ReplayBuffer.stats` with the limiter's
+    `samples_per_transition`)."""
     size, capacity = stats["size"], stats["capacity"]
     return (f"replay: {size:,} / {capacity:,} transitions ({100 * size / capacity:.1f}% full), "
             f"expert {100 * stats['expert_fraction']:.1f}%, priority mean "
             f"{stats['mean_priority']:.3g} max {stats['max_priority']:.3g}, added "
             f"{stats['added']:,}, stale drops {stats['dropped_stale']:,}, samples per "
-            f"transition {trainer.replay.limiter.ratio():.2f}")
+            f"transition {stats['samples_per_transition']:.2f}")
 
 
 def _percent(value: float) -> str:
@@ -74,12 +75,15 @@ def _percent(value: float) -> str:
 
 
 class KeyboardControls:
-    """`with KeyboardControls(trainer): trainer.run()`; inactive where stdin is no terminal."""
+    """`with KeyboardControls(controls, status, supervisor): trainer.run()`; inactive where
+    stdin is no terminal. Keys act through `controls`; `status()` is read-only: the run's latest
+    metrics record (`"record"`) and replay statistics (`"replay"`)."""
 
-    def __init__(self, trainer: Trainer, enabled: bool = True, stdin: TextIO | None = None,
-                 out: TextIO | None = None):
-        self.trainer = trainer
-        self.controls = trainer.controls
+    def __init__(self, controls: Controls, status: Callable[[], dict], supervisor: Supervisor,
+                 enabled: bool = True, stdin: TextIO | None = None, out: TextIO | None = None):
+        self.controls = controls
+        self.status = status
+        self.supervisor = supervisor
         self.stdin = stdin if stdin is not None else sys.stdin
         self.out = out if out is not None else sys.stdout
         self.active = enabled and _usable_terminal(self.stdin)
@@ -114,17 +118,17 @@ class KeyboardControls:
             return "p: ε pulse " + ("started" if c.toggle_pulse() else "cancelled")
         if key in ("L", "l"):
             scale = c.scale_lr(2.0 if key == "L" else 0.5)
-            peak = self.trainer.cfg.learner.lr * scale
+            peak = c.lr_peak * scale
             return f"{key}: learning rate ×{scale:g} (peak {peak:.2e})"
         if key == "v":
             return "v: verbose " + ("on" if c.toggle_verbose() else "off")
         if key == "h":
             return header_row()
         if key == " ":
-            latest = self.trainer.metrics.latest
+            latest = self.status()["record"]
             return format_row(latest) if latest else "(no metrics row yet)"
         if key == "r":
-            return replay_line(self.trainer)
+            return replay_line(self.status()["replay"])
         if key == "?":
             return "keys:\n" + key_list()
         if key.isprintable():
@@ -137,7 +141,7 @@ class KeyboardControls:
         fd = self.stdin.fileno()
         self._saved_mode = termios.tcgetattr(fd)
         tty.setcbreak(fd)
-        self._watch = self.trainer.supervisor.watch("keyboard")
+        self._watch = self.supervisor.watch("keyboard")
         self._watch.start(functools.partial(self._read, fd))
         self._print("keys: q quit, s save, t training, e/E ε, x/X expert, a schedules, "
                     "p pulse, L/l lr, v verbose, h header, space row, r replay, ? help")

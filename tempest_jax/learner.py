@@ -1,6 +1,6 @@
 """The learner: a pure, jitted distributional (C51) double-DQN update, data-parallel over devices.
 
-One update (reference/learner.md §3, with the fixes of §12):
+One update (docs/learning.md):
 
 1. The online network picks a* = argmax_a Q(s', a); the target network evaluates p'(s', a*).
 2. The target distribution is p' moved to r + discount·z (discount = γ^h, 0 at a terminal) and
@@ -18,9 +18,8 @@ One update (reference/learner.md §3, with the fixes of §12):
 Parallelism is `jax.jit` with `NamedSharding` over a one-axis device mesh: parameters are
 replicated, batch rows are split across devices, and XLA inserts the gradient all-reduce. With
 several processes (`tempest_jax.distributed`) the mesh spans every process's devices: each
-process passes its own rows of the global batch and gets back its rows' priorities, while
-inference runs on its local devices only. The actors' `inference_network` may multiply in
-bfloat16 (`learner.inference_dtype`); `q_values`, `greedy_actions` and evaluation stay float32.
+process passes its own rows of the global batch and gets back its rows' priorities. Inference
+(the actors' forward pass, on each process's own devices) is `actor.Inference`.
 """
 
 from __future__ import annotations
@@ -38,9 +37,9 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from tempest_jax import distributed, schedules
-from tempest_jax.config import Config
+from tempest_jax.config import Config, ConfigError, LearnerConfig, NetworkConfig
 from tempest_jax.features import JOINT_SPINNER, NUM_ACTIONS, STATE_SIZE
-from tempest_jax.networks import TempestNetwork, cpu_has_amx_bf16, param_count
+from tempest_jax.networks import TempestNetwork
 
 DATA_AXIS = "data"
 # Below this spread of Q over actions the BC logits are not amplified further, so a network
@@ -99,8 +98,8 @@ def expected_q(logits: jax.Array, support: jax.Array) -> jax.Array:
 def bc_cross_entropy(q: jax.Array, action: jax.Array, temperature: float) -> jax.Array:
     """Per-row cross-entropy of the stored action under a softmax of standardised Q-values.
 
-    The original used raw expected Q-values as logits, so the strength of its BC term grew and
-    shrank with the return scale (a defect, learner.md §12). Here Q is centred and divided by its
+    Raw expected Q-values as logits (the original Tempest AI's BC term) make the term's strength
+    grow and shrink with the return scale. Here Q is centred and divided by its
     spread over the actions before the temperature: the loss is invariant to any affine rescaling
     of the values, and it is bounded below (one action can be at most √(A−1) spreads above the
     mean), so BC ranks the expert's action first without pushing values to extremes.
@@ -210,26 +209,6 @@ def make_train_step(loss_fn, optimizer: optax.GradientTransformation,
     return step
 
 
-def resolve_inference_dtype(name: str, network: nn.Module, platform: str) -> jnp.dtype | None:
-    """The matmul dtype of the actors' forward pass for `learner.inference_dtype`; None: the
-    network's own. `auto` picks bfloat16 only where it was measured faster (CPUs with AMX-BF16;
-    on GPU, XLA's float32 matmuls may already use TF32) and the network supports it."""
-    supported = "matmul_dtype" in getattr(network, "__dataclass_fields__", {})
-    if name == "float32" or (name == "auto" and not (
-            supported and platform == "cpu" and cpu_has_amx_bf16())):
-        return None
-    if not supported:
-        raise ValueError(f"learner.inference_dtype = {name} needs a network with a "
-                         f"matmul_dtype field (TempestNetwork); {type(network).__name__} has "
-                         "none: use float32 or auto")
-    return jnp.dtype(jnp.bfloat16)
-
-
-def _stored_for_matmul(params: Params, dtype: jnp.dtype) -> Params:
-    """Every matrix (the only leaves a matmul reads) in `dtype`; vectors stay float32."""
-    return jax.tree.map(lambda x: x.astype(dtype) if x.ndim >= 2 else x, params)
-
-
 def make_optimizer(grad_clip: float, adam_eps: float) -> optax.GradientTransformation:
     """Global-norm clipping (0 disables it) then Adam's direction; the learning rate is applied
     by the step from the schedule, so the step counter is the one source of the schedule."""
@@ -238,28 +217,27 @@ def make_optimizer(grad_clip: float, adam_eps: float) -> optax.GradientTransform
 
 
 class Learner:
-    """Initialisation, updates and inference for one network, data-parallel over `devices`
-    (default: every device of every process).
+    """Initialisation and updates of one network, data-parallel over `devices` (default: every
+    device of every process). Inference is `actor.Inference`'s.
 
     Parameters are replicated on a one-axis mesh; batch rows are split across its devices, so
     the batch size must be a multiple of the device count. With several processes each one
     passes its `local_batch_rows` share to `update`/`update_many` (all processes call them in
-    the same order), and inference (`q_values`, `greedy_actions`, `inference_params`) uses only
-    this process's devices. `params` are never donated, so a
-    params pytree published to an actor thread stays valid while later updates run; the rest of
-    the train state is donated to the update that consumes it.
+    the same order). `params` are never donated, so a params pytree published to an actor
+    thread stays valid while later updates run; the rest of the train state is donated to the
+    update that consumes it.
     """
 
-    def __init__(self, cfg: Config, network: nn.Module | None = None,
-                 obs_size: int = STATE_SIZE, num_actions: int = NUM_ACTIONS,
-                 action_groups: Sequence[int] | None = None,
+    def __init__(self, cfg: LearnerConfig, network_cfg: NetworkConfig,
+                 network: nn.Module | None = None, obs_size: int = STATE_SIZE,
+                 num_actions: int = NUM_ACTIONS, action_groups: Sequence[int] | None = None,
                  devices: Sequence[jax.Device] | None = None):
         self.cfg = cfg
         self.network = network if network is not None else TempestNetwork.from_config(
-            cfg.network, num_actions)
+            network_cfg, num_actions)
         self.obs_size = obs_size
         self.num_actions = num_actions
-        self.support = make_support(cfg.network.v_min, cfg.network.v_max, cfg.network.num_atoms)
+        self.support = make_support(network_cfg.v_min, network_cfg.v_max, network_cfg.num_atoms)
         if action_groups is None:
             action_groups = (np.sign(JOINT_SPINNER) if num_actions == NUM_ACTIONS
                              else np.arange(num_actions))
@@ -273,37 +251,22 @@ class Learner:
         rows = NamedSharding(self.mesh, P(DATA_AXIS))
         k_rows = NamedSharding(self.mesh, P(None, DATA_AXIS))
         self.replicated, self.rows, self.k_rows = replicated, rows, k_rows
-        # Inference never leaves this process: a mesh over its own devices (the same mesh
-        # when every device is local).
+        # This process's devices: inference runs on them (actor.Inference), and each process
+        # feeds its share of every batch.
         self.local_devices = [d for d in devices if d.process_index == jax.process_index()]
         self.num_local_devices = len(self.local_devices)
         self.multi_process = self.num_local_devices < self.num_devices
-        self.local_mesh = (jax.make_mesh((self.num_local_devices,), (DATA_AXIS,),
-                                         axis_types=(jax.sharding.AxisType.Auto,),
-                                         devices=self.local_devices)
-                           if self.multi_process else self.mesh)
-        self.inference_replicated = NamedSharding(self.local_mesh, P())
-        self.inference_rows = NamedSharding(self.local_mesh, P(DATA_AXIS))
-        # The actors' network: the same parameters, matrices multiplied in inference_dtype.
-        self.inference_dtype = resolve_inference_dtype(
-            cfg.learner.inference_dtype, self.network, self.local_devices[0].platform)
-        self.inference_network = (self.network if self.inference_dtype is None
-                                  else self.network.clone(matmul_dtype=self.inference_dtype))
-        # XLA's bfloat16 matmul of one row takes 2.2x as long as of two (CPU, measured):
-        # inference batches get at least two rows.
-        self.inference_min_rows = 1 if self.inference_dtype is None else 2
-        self.inference_dtype_name = jnp.dtype(
-            self.inference_dtype or getattr(self.network, "dtype", jnp.float32)).name
-        self._store_for_inference = jax.jit(
-            lambda params: _stored_for_matmul(params, self.inference_dtype),
-            in_shardings=self.inference_replicated, out_shardings=self.inference_replicated)
+        if cfg.batch_size % self.num_devices:
+            raise ConfigError(f"learner.batch_size ({cfg.batch_size}) must be a multiple of "
+                              f"the {self.num_devices} devices the learner splits it over "
+                              f"({jax.process_count()} processes)")
 
-        self.optimizer = make_optimizer(cfg.learner.grad_clip, cfg.learner.adam_eps)
-        self.lr_schedule = lambda step: schedules.learning_rate(step, cfg.learner)
-        self.loss_fn = make_loss_fn(self.network.apply, self.support, cfg.learner.bc_temperature,
+        self.optimizer = make_optimizer(cfg.grad_clip, cfg.adam_eps)
+        self.lr_schedule = lambda step: schedules.learning_rate(step, cfg)
+        self.loss_fn = make_loss_fn(self.network.apply, self.support, cfg.bc_temperature,
                                     np.asarray(action_groups))
         self.train_step = make_train_step(self.loss_fn, self.optimizer, self.lr_schedule,
-                                          cfg.learner.target_update)
+                                          cfg.target_update)
 
         self._init = jax.jit(self._init_state, out_shardings=replicated)
         self._update = jax.jit(self._update_split, donate_argnums=(1,),
@@ -313,10 +276,6 @@ class Learner:
                                     in_shardings=(replicated, replicated, k_rows, replicated,
                                                   replicated),
                                     out_shardings=(replicated, replicated, replicated, k_rows))
-        self._q_values = jax.jit(self._q_values_fn, in_shardings=(
-            self.inference_replicated, self.inference_rows), out_shardings=self.inference_rows)
-        self._greedy = jax.jit(self._greedy_fn, in_shardings=(
-            self.inference_replicated, self.inference_rows), out_shardings=self.inference_rows)
 
     # -- pure functions behind the jitted entry points ------------------------------------------
 
@@ -341,13 +300,6 @@ class Learner:
 
         state, (metrics, priorities) = jax.lax.scan(body, rest._replace(params=params), batches)
         return state.params, state._replace(params=None), metrics, priorities
-
-    def _q_values_fn(self, params, obs):
-        return expected_q(self.network.apply(params, obs.astype(jnp.float32)),
-                          jnp.asarray(self.support))
-
-    def _greedy_fn(self, params, obs):
-        return jnp.argmax(self._q_values_fn(params, obs), axis=-1).astype(jnp.int32)
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -381,44 +333,10 @@ class Learner:
             np.float32(lr_scale))
         return rest._replace(params=params), metrics, priorities
 
-    def q_values(self, params: Params, obs) -> jax.Array:
-        """(B, A) expected Q-values of observations (B, obs_size), any float dtype."""
-        obs, size = self._pad_rows(obs)
-        return self._q_values(params, obs)[:size]
-
-    def greedy_actions(self, params: Params, obs) -> jax.Array:
-        """(B,) int32 argmax_a of expected Q."""
-        obs, size = self._pad_rows(obs)
-        return self._greedy(params, obs)[:size]
-
-    def param_count(self, state: TrainState) -> int:
-        return param_count(state.params)
-
     @property
     def local_batch_rows(self) -> int:
         """This process's rows of each global batch of `learner.batch_size`."""
-        return self.cfg.learner.batch_size * self.num_local_devices // self.num_devices
-
-    def inference_params(self, params: Params) -> Params:
-        """`params` for `inference_network`: on this process's devices only (inference must
-        not wait for the other processes), matrices in `inference_dtype`. New arrays whenever
-        anything changes, so the learner's own `params` are never aliased."""
-        if self.multi_process:
-            params = distributed.local_copy(params, self.inference_replicated)
-        if self.inference_dtype is not None:
-            params = self._store_for_inference(params)
-        return params
-
-    def _pad_rows(self, obs):
-        """Pad the rows to a multiple of the local device count (inference batches have any
-        size)."""
-        chex.assert_rank(obs, 2)
-        size = obs.shape[0]
-        short = -size % self.num_local_devices
-        if short:
-            xp = jnp if isinstance(obs, jax.Array) else np
-            obs = xp.concatenate([obs, xp.zeros((short, obs.shape[1]), obs.dtype)])
-        return obs, size
+        return self.cfg.batch_size * self.num_local_devices // self.num_devices
 
     def _check_batch(self, batch: Batch, leading: tuple[int, ...]) -> None:
         rows = batch.obs.shape[len(leading)]
@@ -435,4 +353,5 @@ def make_learner(cfg: Config, network: nn.Module | None = None, obs_size: int = 
                  num_actions: int = NUM_ACTIONS, action_groups: Sequence[int] | None = None,
                  devices: Sequence[jax.Device] | None = None) -> Learner:
     """A learner for `network` (default: the Tempest network sized by `cfg.network`)."""
-    return Learner(cfg, network, obs_size, num_actions, action_groups, devices)
+    return Learner(cfg.learner, cfg.network, network, obs_size, num_actions, action_groups,
+                   devices)

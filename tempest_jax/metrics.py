@@ -1,5 +1,5 @@
-"""Run bookkeeping: the run directory, episode statistics, frame windows, the metrics file and
-the terminal row.
+"""Run bookkeeping: episode statistics, frame windows, the metrics file, the terminal row, and
+queue-depth peaks.
 
 Everything here runs on the host in numpy. Episode statistics are vectorised over streams (one
 stream per simulator game or per connected client): one episode is one life, ended by a done
@@ -19,42 +19,8 @@ from typing import TextIO
 
 import numpy as np
 
-from tempest_jax.config import Config
-
 WINDOWS = (("100k", 100_000), ("1m", 1_000_000), ("5m", 5_000_000))
 EPISODE_HISTORY = 100_000
-
-
-class RunDir:
-    """`runs/NAME/` with the resolved config, a metrics JSONL file, checkpoints and replay
-    snapshots."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.checkpoints = path / "checkpoints"
-        self.replay_snapshots = path / "replay"
-        self.metrics_file = path / "metrics.jsonl"
-        self.config_file = path / "config.toml"
-
-    @classmethod
-    def create(cls, cfg: Config) -> RunDir:
-        name = cfg.run.name or time.strftime("%Y%m%d-%H%M%S")
-        path = Path(cfg.run.dir) / name
-        if path.exists() and any(path.iterdir()):
-            raise FileExistsError(f"run directory {path} already exists and is not empty; "
-                                  "use --resume to continue it or pick another run.name")
-        path.mkdir(parents=True, exist_ok=True)
-        run = cls(path)
-        run.checkpoints.mkdir(exist_ok=True)
-        run.config_file.write_text(cfg.without_secrets().to_toml())
-        return run
-
-    @classmethod
-    def open(cls, path: str | Path) -> RunDir:
-        run = cls(Path(path))
-        if not run.config_file.is_file():
-            raise FileNotFoundError(f"{path} is not a run directory (no config.toml)")
-        return run
 
 
 @dataclass
@@ -137,6 +103,50 @@ class MetricsLog:
                 f.write(line + "\n")
 
 
+class RunMetrics:
+    """A run's metrics records: each gets the time and the frame and update rates since the
+    previous one and goes to the metrics file (`log`) and to `listeners` (the dashboard);
+    `print_row` shows it in the terminal (the header every HEADER_EVERY_ROWS rows)."""
+
+    HEADER_EVERY_ROWS = 30
+
+    def __init__(self, log: MetricsLog, frames: int, updates: int):
+        self.log = log
+        self.listeners: list = []
+        self._mark = (time.monotonic(), frames, updates)
+        self._rows = 0
+
+    @property
+    def latest(self) -> dict:
+        return self.log.latest
+
+    def write(self, record: dict, final: bool = False) -> dict:
+        """`record` (with "frames" and "updates") completed and written. A final record
+        follows the last periodic one at once: it gets no rates (they would be noise)."""
+        now = time.monotonic()
+        mark_time, mark_frames, mark_updates = self._mark
+        elapsed = max(now - mark_time, 1e-9)
+        self._mark = (now, record["frames"], record["updates"])
+        record = {"time": time.time(), **record}
+        if final:
+            record["final"] = True
+        else:
+            record["fps"] = (record["frames"] - mark_frames) / elapsed
+            record["updates_per_s"] = (record["updates"] - mark_updates) / elapsed
+        self.log.write(record)
+        for listener in self.listeners:
+            listener(record)
+        return record
+
+    def print_row(self, record: dict, verbose: bool) -> None:
+        lines = [header_row()] if self._rows % self.HEADER_EVERY_ROWS == 0 else []
+        lines.append(format_row(record))
+        if verbose:
+            lines.append(detail_row(record))
+        print_lines(lines)
+        self._rows += 1
+
+
 def read_metrics(path: str | Path) -> list[dict]:
     """The records of a metrics file; a torn last line (a killed run) is skipped."""
     records = []
@@ -194,3 +204,19 @@ def detail_row(record: dict) -> str:
     cells = [f"{name} {fmt.format(record[key])}" for name, key, fmt in DETAIL_FIELDS
              if isinstance(record.get(key), (int, float))]
     return "  " + "  ".join(cells)
+
+
+class PeakWindow:
+    """The largest value observed since the last `take`; each `take` starts the next window
+    at the value current then (queue depths reported per metrics interval)."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+
+    def observe(self, value: int) -> None:
+        if value > self.peak:
+            self.peak = value
+
+    def take(self, current: int) -> int:
+        peak, self.peak = max(self.peak, current), current
+        return peak

@@ -9,7 +9,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt
 
-from tempest_jax.metrics import RunDir, read_metrics
+from tempest_jax.metrics import read_metrics
+from tempest_jax.rundir import RunDir
 
 # (metrics key, panel title) of the four panels, each over frames.
 PANELS = (("score", "mean game score at death (last 100 lives)"),

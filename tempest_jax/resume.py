@@ -18,7 +18,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import jax
+
+from tempest_jax import distributed
 from tempest_jax.checkpoint import Checkpointer, CheckpointMismatchError, Restored, torn_path
 from tempest_jax.config import Config
 from tempest_jax.learner import Learner
@@ -116,3 +120,48 @@ def _set_aside_newer_snapshots(snapshots: Path, step: int) -> None:
             path.rename(target)
             log.warning("replay snapshot %s is newer than the resumed checkpoint %d; moved it to "
                         "%s", path, step, target.name)
+
+
+@dataclass(frozen=True)
+class StartPoint:
+    """Where a run starts: fresh, or from its newest complete checkpoint. With several
+    processes the learner state is the same everywhere while the run's frames and transitions
+    (run-wide sums) are split over the processes, whose counts add up again at every agreement;
+    each process acts and samples with its own key."""
+
+    train_state: Any
+    key: jax.Array
+    local_frames: int           # this process's share of the run's frames
+    peer_frames: int            # the other processes' shares
+    updates: int
+    pulse_until: int
+    transitions: int            # this process's share of the transitions ever stored
+    replay: ReplayBuffer | None
+    checkpoint: tuple[int, int] | None  # (step, run frames) of the checkpoint resumed
+
+
+def start_point(checkpointer: Checkpointer, learner: Learner, cfg: Config, run_path: Path,
+                snapshots: Path | None, resume: bool, repair: bool) -> StartPoint:
+    key = jax.random.key(cfg.learner.seed)
+    found = find_resume_point(checkpointer, learner, cfg, snapshots, repair) if resume else None
+    if found is None:
+        if resume:
+            log.warning("nothing to resume in %s; starting from scratch", run_path)
+        key, init_key = jax.random.split(key)
+        state, counters, replay, checkpoint = learner.init(init_key), {}, None, None
+    else:
+        restored, replay = found.restored, found.replay
+        state, counters = restored.train_state, restored.counters
+        key = restored.rng if restored.rng is not None else key
+        checkpoint = (restored.step, int(counters.get("frames", 0)))
+        log.info("resumed %s at checkpoint %d: %d frames, %d updates, %s", run_path,
+                 restored.step, counters.get("frames", 0), counters.get("updates", 0),
+                 "empty replay" if replay is None else f"{len(replay)} transitions in replay")
+    frames, transitions = int(counters.get("frames", 0)), int(counters.get("transitions", 0))
+    index, count = jax.process_index(), jax.process_count()
+    local_frames = distributed.process_share(frames, index, count)
+    if index > 0:
+        key = jax.random.fold_in(key, index)
+    return StartPoint(state, key, local_frames, frames - local_frames,
+                      int(counters.get("updates", 0)), int(counters.get("pulse_until", 0)),
+                      distributed.process_share(transitions, index, count), replay, checkpoint)

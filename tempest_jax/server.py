@@ -35,13 +35,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from tempest_jax import protocol as P
 from tempest_jax.config import TOKEN_ENV, ConfigError, ServerConfig
 from tempest_jax.features import JOINT_FIRE, JOINT_SPINNER, JOINT_ZAP
+from tempest_jax.metrics import PeakWindow
+from tempest_jax.policy import AsyncPolicy, FrameSink, Policy, PolicyOutput
 
 log = logging.getLogger(__name__)
 
@@ -54,36 +55,6 @@ REFUSAL_LOG_INTERVAL_S = 5.0
 # this far behind in reading them, breaks the protocol; dropping it bounds the memory it costs.
 MAX_QUEUED_FRAMES = 64
 MAX_UNREAD_REPLY_BYTES = 1 << 16
-
-
-@dataclasses.dataclass(frozen=True)
-class PolicyOutput:
-    """Actions for a batch of frames: joint indices and whether each came from the expert."""
-
-    joint: np.ndarray  # (n,) int
-    is_expert: np.ndarray  # (n,) bool
-
-
-class Policy(Protocol):
-    def __call__(self, client_ids: np.ndarray, batch: P.FrameBatch) -> PolicyOutput: ...
-
-
-@runtime_checkable
-class AsyncPolicy(Policy, Protocol):
-    def start(self, client_ids: np.ndarray,
-              batch: P.FrameBatch) -> Callable[[], PolicyOutput]:
-        """Begin computing the batch's actions; the returned function waits for them. The
-        server calls it before starting the next batch."""
-        ...
-
-
-class FrameSink(Protocol):
-    """Receives every valid frame with the action chosen on it (the replay side forms
-    transitions from consecutive frames of one client)."""
-
-    def push(self, client_ids: np.ndarray, batch: P.FrameBatch, output: PolicyOutput) -> None: ...
-
-    def disconnect(self, client_id: int) -> None: ...
 
 
 @dataclasses.dataclass
@@ -139,22 +110,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
-
-
-class PeakWindow:
-    """The largest value observed since the last `take`; each `take` starts the next window
-    at the value current then (queue depths reported per metrics interval)."""
-
-    def __init__(self) -> None:
-        self.peak = 0
-
-    def observe(self, value: int) -> None:
-        if value > self.peak:
-            self.peak = value
-
-    def take(self, current: int) -> int:
-        peak, self.peak = max(self.peak, current), current
-        return peak
 
 
 @dataclasses.dataclass

@@ -10,10 +10,12 @@ import pytest
 from tempest_jax import features as F
 from tempest_jax import protocol as P
 from tempest_jax.actor import (
+    Inference,
     Overrides,
     ParamStore,
     ServerPolicy,
     bucket_size,
+    resolve_inference_dtype,
     select_actions,
 )
 from tempest_jax.bench.protocol_bench import random_wire_frames
@@ -100,23 +102,23 @@ def smoke_learner(request):
     from tempest_jax.learner import make_learner
     cfg = load_config("smoke", [f"learner.inference_dtype={request.param}"])
     learner = make_learner(cfg)
-    return cfg, learner, learner.init(jax.random.key(0))
+    return cfg, learner, Inference(learner, request.param), learner.init(jax.random.key(0))
 
 
 def test_server_policy_acts_on_a_frame_batch(smoke_learner):
-    cfg, learner, state = smoke_learner
-    params = learner.inference_params(state.params)
-    policy = ServerPolicy(learner, ParamStore(params), cfg.schedule)
+    cfg, learner, inference, state = smoke_learner
+    params = inference.params(state.params)
+    policy = ServerPolicy(inference, ParamStore(params), cfg.schedule)
     batch = P.decode_wire(random_wire_frames(13))
     policy.overrides = lambda: Overrides(epsilon=0.0, expert_ratio=0.0)
     out = policy(np.arange(13), batch)
     assert out.joint.shape == (13,) and not out.is_expert.any()
     # The actors' network: float32, or bfloat16 matmuls on bfloat16 matrices.
-    logits = jax.jit(learner.inference_network.apply)(params, batch.state)
+    logits = jax.jit(inference.network.apply)(params, batch.state)
     greedy = np.asarray(jnp.argmax(expected_q(logits, jnp.asarray(learner.support)), -1))
     if cfg.learner.inference_dtype == "float32":
         np.testing.assert_array_equal(
-            greedy, np.asarray(learner.greedy_actions(state.params, batch.state)))
+            greedy, np.asarray(inference.greedy_actions(state.params, batch.state)))
     fire, zap, sp = F.decode_joint(greedy)
     gated = F.joint_index(fire, np.where(batch.expert_zap == 0, 0, zap), sp)
     np.testing.assert_array_equal(out.joint, gated)
@@ -129,8 +131,8 @@ def test_server_policy_acts_on_a_frame_batch(smoke_learner):
 
 
 def test_inference_params_store_matrices_in_the_inference_dtype(smoke_learner):
-    cfg, learner, state = smoke_learner
-    params = learner.inference_params(state.params)
+    cfg, _learner, inference, state = smoke_learner
+    params = inference.params(state.params)
     if cfg.learner.inference_dtype == "float32":
         assert params is state.params  # nothing to convert: no copy
         return
@@ -139,7 +141,7 @@ def test_inference_params_store_matrices_in_the_inference_dtype(smoke_learner):
         expected = jnp.bfloat16 if before.ndim >= 2 else jnp.float32
         assert after.dtype == expected, jax.tree_util.keystr(path)
         np.testing.assert_array_equal(after, before.astype(expected))
-    assert learner.inference_dtype_name == "bfloat16"
+    assert inference.dtype_name == "bfloat16"
 
 
 @pytest.mark.parametrize("name, has_amx, platform, expected", [
@@ -150,22 +152,22 @@ def test_inference_params_store_matrices_in_the_inference_dtype(smoke_learner):
     ("auto", True, "gpu", None),
 ])
 def test_inference_dtype_resolution(monkeypatch, name, has_amx, platform, expected):
-    from tempest_jax import learner as learner_lib
+    from tempest_jax import actor
     from tempest_jax.networks import TempestNetwork
-    monkeypatch.setattr(learner_lib, "cpu_has_amx_bf16", lambda: has_amx)
-    dtype = learner_lib.resolve_inference_dtype(name, TempestNetwork(), platform)
+    monkeypatch.setattr(actor, "cpu_has_amx_bf16", lambda: has_amx)
+    dtype = resolve_inference_dtype(name, TempestNetwork(), platform)
     assert dtype == (None if expected is None else jnp.dtype(expected))
 
 
 def test_bfloat16_inference_needs_a_network_that_supports_it(monkeypatch):
     import flax.linen as nn
 
-    from tempest_jax import learner as learner_lib
-    monkeypatch.setattr(learner_lib, "cpu_has_amx_bf16", lambda: True)
+    from tempest_jax import actor
+    monkeypatch.setattr(actor, "cpu_has_amx_bf16", lambda: True)
     plain = nn.Dense(4)
-    assert learner_lib.resolve_inference_dtype("auto", plain, "cpu") is None
+    assert resolve_inference_dtype("auto", plain, "cpu") is None
     with pytest.raises(ValueError, match="matmul_dtype"):
-        learner_lib.resolve_inference_dtype("bfloat16", plain, "cpu")
+        resolve_inference_dtype("bfloat16", plain, "cpu")
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):

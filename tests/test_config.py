@@ -112,7 +112,7 @@ def test_tokens_are_never_saved_and_a_resumed_run_asks_for_them(tmp_path, monkey
     from tempest_jax.checkpoint import Checkpointer
     from tempest_jax.cli import main
     from tempest_jax.learner import make_learner
-    from tempest_jax.metrics import RunDir
+    from tempest_jax.rundir import RunDir
 
     monkeypatch.delenv(TOKEN_ENV, raising=False)
     cfg = load_config("smoke", [f"run.dir={tmp_path}", "run.name=secret", "env.source=mame",

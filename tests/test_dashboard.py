@@ -10,16 +10,13 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from run_harness import TrainProcess, smoke_args
 
-from tempest_jax.actor import Overrides
 from tempest_jax.config import load_config
 from tempest_jax.control import Controls
 from tempest_jax.dashboard import Dashboard, MetricsHistory, page_html
@@ -159,9 +156,7 @@ def test_page_is_package_data():
 
 def test_settings_are_checked_before_any_is_applied():
     cfg = load_config("smoke")
-    trainer = SimpleNamespace(cfg=cfg, overrides=Overrides(), frames=0, pulse_until=0,
-                              training_enabled=threading.Event(), source=None, server=None)
-    controls = Controls(trainer)
+    controls = Controls(cfg.schedule, cfg.learner.lr, frames=lambda: 0, sim=True, start_level=1)
     with pytest.raises(ValueError, match="start_level"):
         controls.apply_settings({"epsilon": 0.3, "start_level": 0})
     with pytest.raises(ValueError, match="unknown settings"):

@@ -4,6 +4,7 @@ import jax
 import numpy as np
 from learner_testing import TableNetwork
 
+from tempest_jax.actor import Inference
 from tempest_jax.config import load_config
 from tempest_jax.learner import Batch, make_learner
 
@@ -45,6 +46,7 @@ def test_learns_the_chain_return_distributions():
     expected[np.arange(STATES), RIGHT, STATES - np.arange(STATES)] = 1.0
     expected[:, QUIT, 0] = 1.0
     np.testing.assert_allclose(probs, expected, atol=0.02)
-    np.testing.assert_allclose(learner.q_values(state.params, eye),
+    inference = Inference(learner, "float32")
+    np.testing.assert_allclose(inference.q_values(state.params, eye),
                                expected @ np.arange(11), atol=0.1)
-    np.testing.assert_array_equal(learner.greedy_actions(state.params, eye), [RIGHT] * STATES)
+    np.testing.assert_array_equal(inference.greedy_actions(state.params, eye), [RIGHT] * STATES)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from learner_testing import TableNetwork, random_batch
 
+from tempest_jax.actor import Inference
 from tempest_jax.config import load_config
 from tempest_jax.learner import (
     Batch,
@@ -21,7 +22,8 @@ OBS, ACTIONS, ATOMS = 6, 3, 11
 
 
 def project_reference(reward, discount, probs, v_min, v_max):
-    """Brute-force float64 projection, the textbook l/u split (learner.md §3.3)."""
+    """Brute-force float64 projection, the textbook C51 split of each mass between the atoms
+    below (l) and above (u) it."""
     num_atoms = probs.shape[1]
     gap = (v_max - v_min) / (num_atoms - 1)
     support = np.linspace(v_min, v_max, num_atoms)
@@ -142,7 +144,7 @@ def test_bc_loss_only_on_expert_rows(table_learner):
     expert = np.array([1, 0, 0, 1, 0, 0, 0, 1], bool)
     batch = batch._replace(is_expert=expert)
     total, ((aux, _)) = loss(state.params, state.target_params, batch, 0.7)
-    q = learner.q_values(state.params, batch.obs)
+    q = Inference(learner, "float32").q_values(state.params, batch.obs)
     per_row = bc_cross_entropy(q, jnp.asarray(batch.action), 1.0)
     np.testing.assert_allclose(aux["bc_loss"], np.mean(np.asarray(per_row)[expert]), rtol=1e-5)
     np.testing.assert_allclose(total, aux["rl_loss"] + 0.7 * 3 / 8 * aux["bc_loss"], rtol=1e-6)
@@ -217,7 +219,7 @@ def test_published_params_survive_later_updates(table_learner):
     for _ in range(2):
         state, _, _ = learner.update(state, batch, bc_weight=0.0)
     jax.tree.map(np.testing.assert_array_equal, published, snapshot)
-    assert learner.greedy_actions(published, batch.obs).shape == (4,)
+    assert Inference(learner, "float32").greedy_actions(published, batch.obs).shape == (4,)
 
 
 def test_tempest_network_update_end_to_end():
@@ -238,6 +240,7 @@ def test_tempest_network_update_end_to_end():
     assert priorities.shape == (2, 16) and np.all(priorities > 0)
     moved = jax.tree.map(lambda a, b: np.any(np.asarray(a) != b), state.params, start)
     assert all(jax.tree.leaves(moved))
-    actions = learner.greedy_actions(state.params, np.asarray(batches.obs[0, :5]))
+    actions = Inference(learner, "float32").greedy_actions(state.params,
+                                                           np.asarray(batches.obs[0, :5]))
     assert actions.dtype == jnp.int32 and actions.shape == (5,)
     assert isinstance(batches, Batch)

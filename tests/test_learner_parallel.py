@@ -16,6 +16,7 @@ SCRIPT = textwrap.dedent("""
     from learner_testing import random_batch
     from tempest_jax.checkpoint import Checkpointer
     from tempest_jax.config import load_config
+    from tempest_jax.actor import Inference
     from tempest_jax.learner import make_learner
 
     assert len(jax.devices()) == 4, jax.devices()
@@ -30,8 +31,9 @@ SCRIPT = textwrap.dedent("""
         state, metrics, priorities = learner.update_many(state, batches, bc_weight=0.5)
         obs = np.asarray(batches.obs[1, :7])  # 7 rows: not a multiple of 4, padded
         results.append(jax.device_get((state, metrics, priorities,
-                                       learner.q_values(state.params, obs),
-                                       learner.greedy_actions(state.params, obs))))
+                                       Inference(learner, "float32").q_values(state.params, obs),
+                                       Inference(learner, "float32").greedy_actions(
+                                           state.params, obs))))
         if learner is multi:
             assert len(state.params["params"]["advantage"]["kernel"].sharding.device_set) == 4
             assert len(priorities.sharding.device_set) == 4

@@ -12,18 +12,19 @@ from hypothesis import strategies as st
 
 from tempest_jax import protocol as P
 from tempest_jax.bench import fuzz_bench as fz
+from tempest_jax.bench import fuzz_inputs as inputs
 from tempest_jax.cli import main
 
-POOL = fz.FramePool.random(n=64, seed=1)
+POOL = inputs.FramePool.random(n=64, seed=1)
 CI = settings(max_examples=1000, deadline=None, derandomize=True)
 
 
-def hypothesis_source(data) -> fz.Source:
-    return fz.Source(lambda lo, hi: data.draw(st.integers(lo, hi)),
+def hypothesis_source(data) -> inputs.Source:
+    return inputs.Source(lambda lo, hi: data.draw(st.integers(lo, hi)),
                      lambda n: data.draw(st.binary(min_size=n, max_size=n)))
 
 
-def check(case: fz.StreamCase) -> fz.Tally:
+def check(case: inputs.StreamCase) -> fz.Tally:
     """All properties on one input; a violation fails the test with the reproducer."""
     tally = fz.Tally()
     bulk = fz.BulkCheck(tally)
@@ -36,7 +37,7 @@ def check(case: fz.StreamCase) -> fz.Tally:
 @CI
 @given(st.data())
 def test_structured_mutations_raise_only_typed_errors(data):
-    check(fz.generate_case(hypothesis_source(data), POOL))
+    check(inputs.generate_case(hypothesis_source(data), POOL))
 
 
 @settings(max_examples=500, deadline=None, derandomize=True)
@@ -44,7 +45,7 @@ def test_structured_mutations_raise_only_typed_errors(data):
        st.binary(max_size=300))
 def test_random_bytes_raise_only_typed_errors(stream, cuts, handshake):
     cuts = tuple(sorted({c for c in cuts if c < len(stream)}))
-    check(fz.StreamCase(stream, cuts, frame_slice=(0, len(stream)), handshake=handshake))
+    check(inputs.StreamCase(stream, cuts, frame_slice=(0, len(stream)), handshake=handshake))
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
@@ -65,7 +66,7 @@ def test_valid_frames_between_bad_values_decode_exactly(items, cuts):
         offset += 2 * P.FRAME_WIRE_SIZE
     stream = b"".join(parts)
     cuts = tuple(sorted({c for c in cuts if c < len(stream)}))
-    tally = check(fz.StreamCase(stream, cuts, intact))
+    tally = check(inputs.StreamCase(stream, cuts, intact))
     assert tally.intact_frames_checked == len(items)
     assert tally.frames_decoded == len(items)
     assert tally.errors["parse_payload: StateValueError"] == len(items)
@@ -83,7 +84,7 @@ def test_handshakes_round_trip():
     for token in (b"", b"x", bytes(range(256))):
         sent = P.client_handshake(token.decode("utf-8", "surrogateescape"))
         value = P.TOKEN_HANDSHAKE if token else P.PLAIN_HANDSHAKE
-        check(fz.StreamCase(POOL.wire[0], (1, 5), handshake=sent,
+        check(inputs.StreamCase(POOL.wire[0], (1, 5), handshake=sent,
                             handshake_sent=(value, token)))
 
 
@@ -95,7 +96,7 @@ def test_an_untyped_exception_is_reported_with_its_input(monkeypatch):
 
     monkeypatch.setattr(P, "parse_payload", broken)
     tally = fz.Tally()
-    fz.fuzz_case(fz.StreamCase(POOL.wire[0]), tally, fz.BulkCheck(tally))
+    fz.fuzz_case(inputs.StreamCase(POOL.wire[0]), tally, fz.BulkCheck(tally))
     assert tally.failure_kinds == {"unexpected exception": 1}
     assert tally.failure_records[0]["stream_hex"] == POOL.wire[0].hex()
 
@@ -103,7 +104,7 @@ def test_an_untyped_exception_is_reported_with_its_input(monkeypatch):
 def test_unbounded_buffering_is_reported(monkeypatch):
     monkeypatch.setattr(P.FrameSplitter, "pending", property(lambda self: P.FRAME_WIRE_SIZE))
     tally = fz.Tally()
-    fz.fuzz_case(fz.StreamCase(POOL.wire[0][:10]), tally, fz.BulkCheck(tally))
+    fz.fuzz_case(inputs.StreamCase(POOL.wire[0][:10]), tally, fz.BulkCheck(tally))
     assert tally.failure_kinds == {"unbounded buffer": 1}
 
 
@@ -111,7 +112,7 @@ def test_a_lost_frame_is_reported(monkeypatch):
     feed = P.FrameSplitter.feed
     monkeypatch.setattr(P.FrameSplitter, "feed", lambda self, data: feed(self, data)[1:])
     tally = fz.Tally()
-    fz.fuzz_case(fz.StreamCase(POOL.wire[0] * 2), tally, fz.BulkCheck(tally))
+    fz.fuzz_case(inputs.StreamCase(POOL.wire[0] * 2), tally, fz.BulkCheck(tally))
     assert tally.failure_kinds == {"framing differs from the reference": 1}
 
 
@@ -138,8 +139,8 @@ def test_bench_fuzz_exits_nonzero_on_a_failure(monkeypatch, capsys):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_generation_is_deterministic(seed):
     def cases():
-        src = fz.Source.seeded(seed)
-        return [fz.generate_case(src, POOL).reproducer() for _ in range(50)]
+        src = inputs.Source.seeded(seed)
+        return [inputs.generate_case(src, POOL).reproducer() for _ in range(50)]
 
     assert cases() == cases()
 

@@ -7,13 +7,11 @@ import numpy as np
 import pytest
 from replay_streams import frame_obs, obs_key, push_tick, random_schedule, reference_transitions
 
-from tempest_jax.config import ReplayConfig
 from tempest_jax.replay import (
     NStepAccumulator,
     Prefetcher,
     ReplayBuffer,
     ReplayRatioLimiter,
-    anneal_beta,
 )
 
 
@@ -211,12 +209,6 @@ def test_prefetcher_with_limiter():
         limiter.on_insert(64, len(buffer))  # 2 × 64 = 128 more samples allowed
         assert prefetch.get(timeout=5).index.shape == (2, 32)
     assert limiter.sampled <= 2 * 64 + 64
-
-
-def test_anneal_beta():
-    cfg = ReplayConfig(capacity=1000, beta_start=0.4, beta_end=1.0, beta_frames=100)
-    assert anneal_beta(0, cfg) == 0.4 and anneal_beta(50, cfg) == pytest.approx(0.7)
-    assert anneal_beta(10**9, cfg) == 1.0
 
 
 def test_add_rejects_foreign_emission():

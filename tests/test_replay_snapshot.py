@@ -44,8 +44,8 @@ def assert_all_transitions_valid(buffer, want):
 def test_round_trip_is_exact(tmp_path):
     buffer, _ = build()
     assert buffer.obs_written > buffer.capacity  # the ring has wrapped
-    buffer.save(tmp_path / "replay")
-    loaded = ReplayBuffer.load(tmp_path / "replay")
+    save_snapshot(buffer, tmp_path / "replay")
+    loaded = load_snapshot(tmp_path / "replay")
     for name in ReplayBuffer.FIELDS:
         np.testing.assert_array_equal(getattr(loaded, name), getattr(buffer, name))
     for a, b in zip(loaded.tree.levels, buffer.tree.levels):
@@ -57,7 +57,7 @@ def test_round_trip_is_exact(tmp_path):
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     # Saving again over the same directory replaces it.
-    buffer.save(tmp_path / "replay")
+    save_snapshot(buffer, tmp_path / "replay")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["replay"]
 
 
@@ -65,8 +65,8 @@ def test_round_trip_is_exact(tmp_path):
 def test_load_into_other_capacity_keeps_recent_transitions(tmp_path, capacity):
     buffer, want = build(capacity=2500, ticks=1000)
     assert buffer.obs_written > buffer.capacity
-    buffer.save(tmp_path / "replay")
-    loaded = ReplayBuffer.load(tmp_path / "replay", ReplayConfig(capacity=capacity))
+    save_snapshot(buffer, tmp_path / "replay")
+    loaded = load_snapshot(tmp_path / "replay", ReplayConfig(capacity=capacity))
     assert loaded.capacity == capacity and loaded.obs_written == buffer.obs_written
     assert_all_transitions_valid(loaded, want)
     if capacity < buffer.capacity:  # only the newest serials remain
@@ -96,8 +96,8 @@ def test_save_during_inserts_is_consistent(tmp_path):
     thread.start()
     saves = kept = 0
     while thread.is_alive() and saves < 10:
-        buffer.save(tmp_path / "replay")
-        loaded = ReplayBuffer.load(tmp_path / "replay")
+        save_snapshot(buffer, tmp_path / "replay")
+        loaded = load_snapshot(tmp_path / "replay")
         if len(loaded):  # the writer may have lapped a whole ring during a slow save
             assert_all_transitions_valid(loaded, want)
         kept += len(loaded)
@@ -109,7 +109,7 @@ def test_save_during_inserts_is_consistent(tmp_path):
 @pytest.fixture()
 def snapshot_dir(tmp_path):
     buffer, _ = build(capacity=200, ticks=100)
-    return buffer.save(tmp_path / "replay")
+    return save_snapshot(buffer, tmp_path / "replay")
 
 
 def test_truncated_file_is_rejected(snapshot_dir):
@@ -117,7 +117,7 @@ def test_truncated_file_is_rejected(snapshot_dir):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ReplaySnapshotError, match="truncated"):
-        ReplayBuffer.load(snapshot_dir)
+        load_snapshot(snapshot_dir)
 
 
 def test_flipped_byte_fails_the_checksum(snapshot_dir):
@@ -126,15 +126,15 @@ def test_flipped_byte_fails_the_checksum(snapshot_dir):
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
     with pytest.raises(ReplaySnapshotError, match="discount.npy: CRC-32 differs"):
-        ReplayBuffer.load(snapshot_dir)
+        load_snapshot(snapshot_dir)
 
 
 def test_missing_or_corrupt_manifest_is_rejected(snapshot_dir, tmp_path):
     with pytest.raises(ReplaySnapshotError, match="manifest"):
-        ReplayBuffer.load(tmp_path / "nowhere")
+        load_snapshot(tmp_path / "nowhere")
     (snapshot_dir / "manifest.json").write_text("{not json")
     with pytest.raises(ReplaySnapshotError, match="unreadable"):
-        ReplayBuffer.load(snapshot_dir)
+        load_snapshot(snapshot_dir)
 
 
 def test_mismatched_shape_or_header_is_rejected(snapshot_dir):
@@ -144,18 +144,18 @@ def test_mismatched_shape_or_header_is_rejected(snapshot_dir):
     bad["rows"] += 1
     manifest_path.write_text(json.dumps(bad))
     with pytest.raises(ReplaySnapshotError, match="inconsistent"):
-        ReplayBuffer.load(snapshot_dir)
+        load_snapshot(snapshot_dir)
     # A same-size file of the wrong dtype: header and manifest disagree.
     manifest_path.write_text(json.dumps(manifest))
     original = (snapshot_dir / "action.npy").read_bytes()
     action = np.load(snapshot_dir / "action.npy")
     np.save(snapshot_dir / "action.npy", action.view(np.int8))
     with pytest.raises(ReplaySnapshotError, match="action"):
-        ReplayBuffer.load(snapshot_dir)
+        load_snapshot(snapshot_dir)
     (snapshot_dir / "action.npy").write_bytes(original)
     with pytest.raises(ReplaySnapshotError, match="expected 100"):
         load_snapshot(snapshot_dir, obs_size=100)
-    ReplayBuffer.load(snapshot_dir)  # intact again
+    load_snapshot(snapshot_dir)  # intact again
 
 
 def test_garbage_header_is_rejected(snapshot_dir):
@@ -163,20 +163,20 @@ def test_garbage_header_is_rejected(snapshot_dir):
     size = path.stat().st_size
     path.write_bytes(b"\0" * size)
     with pytest.raises(ReplaySnapshotError, match="ret"):
-        ReplayBuffer.load(snapshot_dir)
+        load_snapshot(snapshot_dir)
 
 
 def test_partial_saves_are_cleaned_up_and_an_interrupted_replacement_put_back(tmp_path):
     buffer, _ = build(capacity=200, ticks=100)
     root = tmp_path / "replay"
-    buffer.save(root / "7")
+    save_snapshot(buffer, root / "7")
     (root / ".8.tmp-abc").mkdir()  # killed while writing snapshot 8
     moved = root / ".7.old-xyz"  # killed between moving 7 aside and renaming its replacement
     moved.mkdir()
     (root / "7").rename(moved / "7")
     assert remove_partial_snapshots(root) == [root / ".7.old-xyz", root / ".8.tmp-abc"]
     assert sorted(p.name for p in root.iterdir()) == ["7"]
-    ReplayBuffer.load(root / "7")
+    load_snapshot(root / "7")
 
 
 def test_prune_keeps_the_newest_paired_snapshot_and_newer_ones(tmp_path):

@@ -22,7 +22,7 @@ from tempest_jax.bench.protocol_bench import random_wire_frames
 from tempest_jax.clients import ClientPool
 from tempest_jax.config import load_config
 from tempest_jax.keyboard import KeyboardControls
-from tempest_jax.metrics import RunDir
+from tempest_jax.rundir import RunDir
 from tempest_jax.supervisor import FAULT_ENV, InjectedFault, RunFailed
 from tempest_jax.train import Trainer
 
@@ -62,7 +62,7 @@ def expect_resume(cfg, trainer: Trainer) -> None:
         assert resumed.updates == trainer.updates
         assert resumed.frames == trainer.frames
     finally:
-        resumed.checkpointer.close()
+        resumed.saver.checkpointer.close()
 
 
 def play(address, ticks: int) -> None:
@@ -116,7 +116,8 @@ def test_a_failing_keyboard_stops_the_run(tmp_path, monkeypatch):
     controller, terminal = pty.openpty()
     try:
         with open(terminal, closefd=False) as stdin, open(os.devnull, "w") as out:
-            keys = KeyboardControls(trainer, stdin=stdin, out=out)
+            keys = KeyboardControls(trainer.controls, trainer.status, trainer.supervisor,
+                                    stdin=stdin, out=out)
             assert keys.active
             with TrainerThread(trainer) as run:
                 run.wait_for_server()  # the run is up; its keyboard starts now

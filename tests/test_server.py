@@ -15,7 +15,8 @@ from tempest_jax import features as F
 from tempest_jax import protocol as P
 from tempest_jax.bench.protocol_bench import random_wire_frames
 from tempest_jax.config import ServerConfig
-from tempest_jax.server import GameServer, PolicyOutput
+from tempest_jax.policy import PolicyOutput
+from tempest_jax.server import GameServer
 
 FRAMES = P.FrameSplitter().feed(random_wire_frames(64, seed=1))
 

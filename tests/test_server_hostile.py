@@ -24,9 +24,8 @@ from tempest_jax import features as F
 from tempest_jax import protocol as P
 from tempest_jax.config import ServerConfig, load_config
 from tempest_jax.metrics import EpisodeStats
-from tempest_jax.replay import Emission, NStepAccumulator, scaled_reward
+from tempest_jax.replay import Emission, NStepAccumulator, Replay, ReplaySink, scaled_reward
 from tempest_jax.server import GameServer
-from tempest_jax.train import Replay, ReplaySink
 
 HEALTHY = 3
 TICKS = 6
@@ -82,7 +81,7 @@ def test_a_hostile_frame_never_reaches_the_healthy_clients_batch(length, values,
                         for k in range(HEALTHY)]
 
     cfg = ServerConfig(port=0, max_clients=8, batch_wait_ms=5.0, stall_timeout_s=60.0)
-    replay = Replay(CFG, cfg.max_clients)
+    replay = Replay(CFG.replay, cfg.max_clients, limiter_slack=0)
     sink = ReplaySink(replay, CFG.reward, EpisodeStats(cfg.max_clients), lambda: 0)
     server = GameServer(cfg, expert_policy, sink)
     thread = threading.Thread(target=server.serve_forever, name="server", daemon=True)

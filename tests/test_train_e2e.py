@@ -18,8 +18,9 @@ from test_server import wait_for
 from tempest_jax import features as F
 from tempest_jax import protocol as P
 from tempest_jax.config import load_config
-from tempest_jax.metrics import RunDir, read_metrics
+from tempest_jax.metrics import read_metrics
 from tempest_jax.replay import Emission, NStepAccumulator, scaled_reward
+from tempest_jax.rundir import RunDir
 from tempest_jax.simclient import run_sim_clients
 from tempest_jax.train import Trainer
 
@@ -88,20 +89,20 @@ def test_server_training_with_sim_clients_then_resume(tmp_path):
     assert records[-1]["queued_frames"] == 0 and records[-1]["write_queue"] == 0
     assert all(0 <= r["queued_frames_peak"] <= CLIENTS for r in records)
 
-    saved_step = trainer.checkpointer.latest_step()
+    saved_step = trainer.saver.checkpointer.latest_step()
     assert saved_step == trainer.updates
     resumed = Trainer(cfg, RunDir.open(run_dir.path), resume=True,
                       install_signal_handlers=False)
     assert resumed.updates == trainer.updates and resumed.frames == trainer.frames
     same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)),
-                        resumed.train_state.params, trainer.train_state.params)
+                        resumed.learning.state.params, trainer.learning.state.params)
     assert all(jax.tree.leaves(same))
-    resumed.checkpointer.close()
+    resumed.saver.checkpointer.close()
 
 
 def test_replay_sink_reports_its_queue_depth():
     from tempest_jax.metrics import EpisodeStats
-    from tempest_jax.train import ReplaySink
+    from tempest_jax.replay import ReplaySink
 
     class StalledReplay:
         """A replay whose writes wait for `gate`."""

@@ -16,7 +16,8 @@ from tempest_jax.cli import main
 from tempest_jax.clients import ClientPool
 from tempest_jax.config import ServerConfig, load_config
 from tempest_jax.evaluate import GameRecorder, evaluate, evaluate_served
-from tempest_jax.metrics import RunDir, read_metrics
+from tempest_jax.metrics import read_metrics
+from tempest_jax.rundir import RunDir
 from tempest_jax.train import Trainer
 
 
@@ -37,7 +38,7 @@ def test_sim_training_fills_replay_learns_and_checkpoints(sim_run):
     assert len(trainer.replay.buffer) > 0 and trainer.updates > 0
     # Every rollout reuses the first compilation: the games' layout never changes between calls.
     assert trainer.source._rollout._cache_size() == 1
-    assert trainer.checkpointer.latest_step() == trainer.updates
+    assert trainer.saver.checkpointer.latest_step() == trainer.updates
     records = read_metrics(run_dir.metrics_file)
     assert records[-1]["final"] and records[-1]["frames"] == trainer.frames
     assert all(k in records[-1] for k in ("loss", "epsilon", "expert_ratio", "replay_size"))
@@ -139,11 +140,12 @@ def test_a_stop_with_frames_but_no_update_since_the_last_checkpoint_says_so(tmp_
                                 "env.rollout_steps=8", "run.log_interval_s=3600"])
     trainer = Trainer(cfg, RunDir.create(cfg), install_signal_handlers=False)
     assert trainer.save() == 0
-    trainer.training_enabled.clear()  # frames, no updates: checkpoint 0 stays the only step
+    trainer.controls.set_training(False)  # frames, no updates: checkpoint 0 stays the only step
     with caplog.at_level("WARNING", logger="tempest_jax.train"):
         assert trainer.run(frames=2_000) == 0
-    assert trainer.updates == 0 and trainer.checkpointer.all_steps() == [0]
-    saved = trainer.checkpointer.restore(trainer.learner, cfg).counters["frames"]
+    checkpointer = trainer.saver.checkpointer
+    assert trainer.updates == 0 and checkpointer.all_steps() == [0]
+    saved = checkpointer.restore(trainer.learner, cfg).counters["frames"]
     assert saved == 0 < trainer.frames
     warnings = [r.getMessage() for r in caplog.records if "no checkpoint at the stop" in
                 r.getMessage()]

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from tempest_jax import protocol as P
-from tempest_jax.actor import ParamStore, ServerPolicy
+from tempest_jax.actor import Inference, ParamStore, ServerPolicy
 from tempest_jax.bench.report import best_rate, table
 from tempest_jax.bench.server_bench import recorded_frames
 from tempest_jax.cli import add_config_arguments, config_from_args
@@ -53,10 +53,11 @@ def _time_point(policy: ServerPolicy, forward, params, batch: P.FrameBatch,
 def measure(args: argparse.Namespace):
     cfg = config_from_args(args)
     learner = make_learner(cfg)
+    inference = Inference(learner, cfg.learner.inference_dtype)
     state = learner.init(jax.random.key(0))
-    params = learner.inference_params(state.params)
-    policy = ServerPolicy(learner, ParamStore(params), cfg.schedule)
-    forward = jax.jit(learner.inference_network.apply)
+    params = inference.params(state.params)
+    policy = ServerPolicy(inference, ParamStore(params), cfg.schedule)
+    forward = jax.jit(inference.network.apply)
     wire = recorded_frames(max(args.batch), ticks=1)
     rows, figures = [], {}
     for batch_size in args.batch:
@@ -69,7 +70,7 @@ def measure(args: argparse.Namespace):
     count = param_count(state.params)
     settings = {"config": args.config, "overrides": args.overrides, "batch": args.batch,
                 "network_params": count, "devices": learner.num_devices,
-                "inference_dtype": learner.inference_dtype_name}
+                "inference_dtype": inference.dtype_name}
     text = table(rows, ("batch", "act ms", "forward ms", "ceiling frames/s"))
     return figures, settings, text + (f"\n(network: {count:,} parameters, "
-                                      f"{learner.inference_dtype_name} matmuls)")
+                                      f"{inference.dtype_name} matmuls)")

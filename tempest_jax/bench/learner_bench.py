@@ -28,6 +28,7 @@ from tempest_jax.bench.report import best_rate, table
 from tempest_jax.cli import add_config_arguments, config_from_args
 from tempest_jax.features import NUM_ACTIONS, STATE_SIZE
 from tempest_jax.learner import Batch, make_learner
+from tempest_jax.networks import param_count
 
 # Distinct batches cycled through, so no point reuses one input buffer back to back.
 BATCH_POOL = 3
@@ -92,7 +93,7 @@ def _measure_devices(cfg, devices, args) -> tuple[dict, list[tuple]]:
     learner = make_learner(cfg, devices=devices)
     state = learner.init(jax.random.key(cfg.learner.seed))
     rng = np.random.default_rng(0)
-    figures: dict[str, float] = {"params": learner.param_count(state)}
+    figures: dict[str, float] = {"params": param_count(state.params)}
     rows = []
     for batch in args.batch:
         for k in args.k:

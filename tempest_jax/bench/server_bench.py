@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import tempfile
-import threading
 import time
 
 import jax
@@ -70,62 +68,47 @@ def _clients_process(address, frames, clients, seconds, out):
 
 
 def measure(args: argparse.Namespace):
-    from tempest_jax.metrics import RunDir
-    from tempest_jax.train import Trainer
+    from tempest_jax.bench.served import ServedRun
 
     frames = recorded_frames(max(args.clients))
     phases = {"off": [False], "on": [True], "both": [False, True]}[args.learning]
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = cli.config_from_args(args).replace(
-            env={"source": "mame"}, server={"port": 0},
-            dashboard={"enabled": False},
-            run={"dir": tmp, "name": "bench", "log_interval_s": 3600.0, "total_frames": 0,
-                 "checkpoint_interval_s": 3600.0},
-            replay={"capacity": 1_000_000, "min_size": 2_000})
-        trainer = Trainer(cfg, RunDir.create(cfg), install_signal_handlers=False)
-        trainer.training_enabled.clear()
-        thread = threading.Thread(target=trainer.run, daemon=True)
-        thread.start()
-        while trainer.server is None:
-            if not thread.is_alive():
-                raise RuntimeError("the training server did not start (see its log)")
-            time.sleep(0.05)
-        ctx = multiprocessing.get_context("spawn")
-        rows, figures = [], {}
-        learner_warmup_s = None
-        try:
-            for learning in phases:
-                if learning:
-                    trainer.training_enabled.set()
-                    learner_warmup_s = _warm_up_learner(trainer, frames)
-                for clients in args.clients:
-                    updates_before = trainer.updates
-                    out = ctx.Queue()
-                    proc = ctx.Process(target=_clients_process, args=(
-                        trainer.server.address, frames, clients, args.seconds, out))
-                    proc.start()
-                    result = out.get(timeout=args.seconds + 300)
-                    proc.join()
-                    updates = trainer.updates - updates_before
-                    tag = f"c{clients}_learn_{'on' if learning else 'off'}"
-                    figures[f"frames_per_s_{tag}"] = result["frames_per_s"]
-                    figures[f"latency_ms_p50_{tag}"] = result["latency_ms_p50"]
-                    figures[f"latency_ms_p99_{tag}"] = result["latency_ms_p99"]
-                    figures[f"updates_{tag}"] = updates
-                    rows.append((clients, "on" if learning else "off", result["frames_per_s"],
-                                 result["latency_ms_p50"], result["latency_ms_p99"], updates))
-        finally:
-            trainer.stop()
-            thread.join(timeout=120)
+    cfg = cli.config_from_args(args).replace(replay={"capacity": 1_000_000, "min_size": 2_000})
+    ctx = multiprocessing.get_context("spawn")
+    rows, figures = [], {}
+    learner_warmup_s = None
+    with ServedRun(cfg, training=False) as run:
+        trainer = run.trainer
+        for learning in phases:
+            if learning:
+                trainer.controls.set_training(True)
+                learner_warmup_s = _warm_up_learner(trainer, frames)
+            for clients in args.clients:
+                updates_before = trainer.updates
+                out = ctx.Queue()
+                proc = ctx.Process(target=_clients_process, args=(
+                    run.address, frames, clients, args.seconds, out))
+                proc.start()
+                result = out.get(timeout=args.seconds + 300)
+                proc.join()
+                updates = trainer.updates - updates_before
+                tag = f"c{clients}_learn_{'on' if learning else 'off'}"
+                figures[f"frames_per_s_{tag}"] = result["frames_per_s"]
+                figures[f"latency_ms_p50_{tag}"] = result["latency_ms_p50"]
+                figures[f"latency_ms_p99_{tag}"] = result["latency_ms_p99"]
+                figures[f"updates_{tag}"] = updates
+                rows.append((clients, "on" if learning else "off", result["frames_per_s"],
+                             result["latency_ms_p50"], result["latency_ms_p99"], updates))
+    if run.errors:
+        raise RuntimeError("; ".join(run.errors))
     figures["frames_per_s"] = max(r[2] for r in rows)
     best = max(rows, key=lambda r: r[2])
     figures["latency_ms_p50"], figures["latency_ms_p99"] = best[3], best[4]
     settings = {"clients": args.clients, "seconds": args.seconds, "learning": args.learning,
                 "network_params": trainer.param_count, "batch_wait_ms":
-                cfg.server.batch_wait_ms, "devices": len(jax.local_devices()),
+                run.cfg.server.batch_wait_ms, "devices": len(jax.local_devices()),
                 "learner_warmup_s": learner_warmup_s,
-                "inference_dtype": trainer.learner.inference_dtype_name,
+                "inference_dtype": trainer.inference.dtype_name,
                 "clients_share_cores_with_server": True}
     text = table(rows, ("clients", "learning", "frames/s", "p50 ms", "p99 ms", "updates"))
     return figures, settings, text + (f"\n(network: {trainer.param_count:,} parameters, "
-                                      f"{trainer.learner.inference_dtype_name} matmuls)")
+                                      f"{trainer.inference.dtype_name} matmuls)")

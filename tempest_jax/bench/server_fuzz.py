@@ -24,28 +24,46 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import dataclasses
 import hashlib
 import multiprocessing
 import queue
 import random
 import socket
 import struct
-import tempfile
 import threading
 import time
 
 import numpy as np
 
 from tempest_jax import protocol as P
+from tempest_jax.bench.fuzz_inputs import FramePool, Source, generate_case, mutate
 
 HEALTHY_CLIENTS = 4
 HEALTHY_POOL = 512
 HOSTILE_FUZZ_THREADS = 3
-STARTUP_LIMIT_S = 600.0  # trainer start (compiles) and the client processes' start
+STARTUP_LIMIT_S = 600.0  # the client processes' start, on a loaded machine
 REPLY_TIMEOUT_S = 60.0  # a healthy reply this late counts as missing (a hang guard)
 STALLED_SOCKETS = 8  # half-frame connections the hostile patterns keep open at once
 BURST = 48  # connections opened at once by the burst pattern
 MUTATED_RUN = 48  # frames in a hostile run at most (below the server's queued-frames limit)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`bench fuzz`'s options for --server."""
+    server = parser.add_argument_group(
+        "--server", "attack a live training server instead: 4 healthy lockstep clients beside "
+                    "hostile ones")
+    server.add_argument("--server", action="store_true",
+                        help="fuzz a live training server over loopback")
+    server.add_argument("--seconds", type=float, default=60.0,
+                        help="how long the clients play and attack (--server)")
+    server.add_argument("--replay-capacity", type=int, default=1_000_000,
+                        help="replay slots: enough to keep every transition for the check")
+    server.add_argument("--config", default="smoke", metavar="PRESET|FILE",
+                        help="the server's config (--server; default: smoke)")
+    server.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE", help="override one config value")
 
 
 def _send_chunks(sock: socket.socket, data: bytes, cuts) -> None:
@@ -73,13 +91,11 @@ def _mutated_run(src, pool, rng: random.Random) -> tuple[bytes, tuple[int, ...],
     """A run of up to MUTATED_RUN frames, each mutated with probability 0.7 (a mutation often
     leaves a frame valid, so the server reads on), after a plain handshake: (stream, cuts,
     frames, mutated frames)."""
-    from tempest_jax.bench.fuzz_bench import _mutate
-
     parts, mutated = [], 0
     for _ in range(rng.randint(1, MUTATED_RUN)):
         part = pool.wire[rng.randrange(len(pool.wire))]
         if rng.random() < 0.7:
-            part = bytes(_mutate(src, bytearray(part), pool))
+            part = bytes(mutate(src, bytearray(part), pool))
             mutated += 1
         parts.append(part)
     stream = P.client_handshake() + b"".join(parts)
@@ -90,8 +106,6 @@ def _mutated_run(src, pool, rng: random.Random) -> tuple[bytes, tuple[int, ...],
 def _fuzz_streams(address, seed: int, stop: threading.Event, tally: HostileTally) -> None:
     """The fuzzer's streams (varied handshakes, framing faults, random bytes) and long runs of
     mutated frames, one connection each, ended by a close or a reset."""
-    from tempest_jax.bench.fuzz_bench import FramePool, Source, generate_case
-
     pool = FramePool.random(seed=seed)
     src = Source.seeded(seed)
     rng = random.Random(seed)
@@ -126,8 +140,6 @@ def _fuzz_streams(address, seed: int, stop: threading.Event, tally: HostileTally
 
 
 def _patterns(address, seed: int, stop: threading.Event, tally: HostileTally) -> None:
-    from tempest_jax.bench.fuzz_bench import FramePool
-
     pool = FramePool.random(seed=seed)
     rng = random.Random(seed)
     stalled: collections.deque = collections.deque()
@@ -175,8 +187,6 @@ def _patterns(address, seed: int, stop: threading.Event, tally: HostileTally) ->
 
 
 def _good_then_bad(address, pool, rng: random.Random, tally: HostileTally) -> None:
-    from tempest_jax.bench.fuzz_bench import Source, _mutate
-
     sock = socket.create_connection(address, timeout=REPLY_TIMEOUT_S)
     try:
         sock.sendall(P.client_handshake())
@@ -190,7 +200,7 @@ def _good_then_bad(address, pool, rng: random.Random, tally: HostileTally) -> No
                 reply += chunk
             tally.add(frames=1)
         src = Source.seeded(rng.randrange(1 << 30))
-        bad = bytes(_mutate(src, bytearray(pool.wire[rng.randrange(len(pool.wire))]), pool))
+        bad = bytes(mutate(src, bytearray(pool.wire[rng.randrange(len(pool.wire))]), pool))
         sock.sendall(bad)
         tally.add(frames=1, mutated_frames=1)
     finally:
@@ -311,125 +321,122 @@ def expected_digests(cfg, sent: np.ndarray, received: np.ndarray,
                                                         e.discount))
 
 
+@dataclasses.dataclass
+class Attack:
+    """What a fuzz run left: the clients' reports and the server's state at the end."""
+
+    healthy: dict
+    hostile: dict
+    seconds: float
+    stats: dict
+    threads: dict
+    stored: collections.Counter
+    wrapped: bool
+    errors: list[str]
+
+
+def _attack(cfg, seconds: float, seed: int) -> Attack:
+    """The healthy and hostile client processes against a served run, to their end."""
+    from tempest_jax.bench.served import ServedRun
+
+    ctx = multiprocessing.get_context("spawn")
+    healthy_in, healthy_out, hostile_in, hostile_out = (ctx.Queue() for _ in range(4))
+    processes = [ctx.Process(target=_healthy_process, name="fuzz-healthy",
+                             args=(healthy_in, healthy_out, seconds, seed)),
+                 ctx.Process(target=_hostile_process, name="fuzz-hostile",
+                             args=(hostile_in, hostile_out, seconds, seed))]
+    for process in processes:
+        process.start()
+    healthy: dict = {}
+    hostile: dict = {}
+    try:
+        with ServedRun(cfg) as run:
+            healthy_in.put(run.address)
+            if healthy_out.get(timeout=STARTUP_LIMIT_S) != "connected":
+                raise RuntimeError("the healthy clients did not connect")
+            hostile_in.put(run.address)
+            started = time.monotonic()
+            with contextlib.suppress(queue.Empty):
+                healthy = healthy_out.get(timeout=seconds + STARTUP_LIMIT_S)
+            with contextlib.suppress(queue.Empty):
+                hostile = hostile_out.get(timeout=STARTUP_LIMIT_S)
+            elapsed = time.monotonic() - started
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+    buffer = run.trainer.replay.buffer
+    return Attack(healthy, hostile, elapsed, run.trainer.server.stats.snapshot(),
+                  run.trainer.supervisor.health(), stored_digests(buffer),
+                  buffer.obs_written > buffer.capacity, run.errors)
+
+
 def measure(args: argparse.Namespace):
     from tempest_jax import cli
-    from tempest_jax.bench.report import table
-    from tempest_jax.metrics import RunDir
-    from tempest_jax.supervisor import RunFailed
-    from tempest_jax.train import Trainer
 
-    seconds = args.seconds
-    base = cli.config_from_args(args)
-    cfg = base.replace(
-        env={"source": "mame"},
-        server={"host": "127.0.0.1", "port": 0, "stall_timeout_s": 1.0,
-                "handshake_timeout_s": 1.0},
-        dashboard={"enabled": False},
+    cfg = cli.config_from_args(args).replace(
+        server={"stall_timeout_s": 1.0, "handshake_timeout_s": 1.0},
         # The expert never acts (the clients cannot see who did), and the replay holds every
         # transition of the run (nothing is overwritten before the check).
         schedule={"expert_start": 0.0, "expert_end": 0.0},
-        run={"name": "fuzz", "log_interval_s": 3600.0, "total_frames": 0,
-             "checkpoint_interval_s": 3600.0},
         replay={"capacity": args.replay_capacity})
-    ctx = multiprocessing.get_context("spawn")
-    healthy_in, healthy_out, hostile_in, hostile_out = (ctx.Queue() for _ in range(4))
-    healthy = ctx.Process(target=_healthy_process, name="fuzz-healthy",
-                          args=(healthy_in, healthy_out, seconds, args.seed))
-    hostile = ctx.Process(target=_hostile_process, name="fuzz-hostile",
-                          args=(hostile_in, hostile_out, seconds, args.seed))
-    healthy.start()
-    hostile.start()
-    errors: list[str] = []
-    healthy_result: dict = {}
-    hostile_result: dict = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = cfg.replace(run={"dir": tmp})
-        trainer = Trainer(cfg, RunDir.create(cfg), install_signal_handlers=False)
-
-        def train() -> None:
-            try:
-                trainer.run()
-            except RunFailed as e:
-                errors.append(f"trainer: {e}")
-
-        thread = threading.Thread(target=train, name="fuzz-trainer", daemon=True)
-        thread.start()
-        try:
-            deadline = time.monotonic() + STARTUP_LIMIT_S
-            while trainer.server is None:
-                if not thread.is_alive() or time.monotonic() > deadline:
-                    raise RuntimeError(f"the training server did not start: {errors}")
-                time.sleep(0.05)
-            address = trainer.server.address
-            healthy_in.put(address)
-            if healthy_out.get(timeout=STARTUP_LIMIT_S) != "connected":
-                raise RuntimeError("the healthy clients did not connect")
-            hostile_in.put(address)
-            started = time.monotonic()
-            with contextlib.suppress(queue.Empty):
-                healthy_result = healthy_out.get(timeout=seconds + STARTUP_LIMIT_S)
-            with contextlib.suppress(queue.Empty):
-                hostile_result = hostile_out.get(timeout=STARTUP_LIMIT_S)
-            elapsed = time.monotonic() - started
-        finally:
-            for process in (healthy, hostile):
-                process.join(timeout=30)
-                if process.is_alive():
-                    process.terminate()
-                    process.join()
-            trainer.stop()
-            thread.join()
-        stats = trainer.server.stats.snapshot()
-        threads = trainer.supervisor.health()
-        stored = stored_digests(trainer.replay.buffer)
-        wrapped = trainer.replay.buffer.obs_written > cfg.replay.capacity
-
-    sent = healthy_result.get("sent", np.zeros((0, HEALTHY_CLIENTS), int))
-    expected = expected_digests(cfg, sent, healthy_result.get("received", sent), args.seed)
-    lost = sum((expected - stored).values())
-    if wrapped:
+    attack = _attack(cfg, args.seconds, args.seed)
+    errors = list(attack.errors)
+    sent = attack.healthy.get("sent", np.zeros((0, HEALTHY_CLIENTS), int))
+    expected = expected_digests(cfg, sent, attack.healthy.get("received", sent), args.seed)
+    lost = sum((expected - attack.stored).values())
+    if attack.wrapped:
         errors.append(f"the replay wrapped (capacity {cfg.replay.capacity:,}): raise "
                       "--replay-capacity so every transition can be checked")
-    if healthy_result.get("error"):
-        errors.append(f"healthy clients: {healthy_result['error']}")
-    if "error" in hostile_result:
-        errors.append(f"hostile clients: {hostile_result['error']}")
-    elif not hostile_result:
+    if attack.healthy.get("error"):
+        errors.append(f"healthy clients: {attack.healthy['error']}")
+    if "error" in attack.hostile:
+        errors.append(f"hostile clients: {attack.hostile['error']}")
+    elif not attack.hostile:
         errors.append("the hostile clients sent no report")
-    unhealthy = {n: t["state"] for n, t in threads.items() if t["state"] in ("failed", "stalled")}
-    missing = int(healthy_result.get("missing", HEALTHY_CLIENTS))
+    unhealthy = {n: t["state"] for n, t in attack.threads.items()
+                 if t["state"] in ("failed", "stalled")}
+    missing = int(attack.healthy.get("missing", HEALTHY_CLIENTS))
     healthy_frames = int(sent.size)
     passed = not errors and missing == 0 and lost == 0 and not unhealthy and healthy_frames > 0
     figures = {
-        "passed": passed, "seconds": round(elapsed, 2),
+        "passed": passed, "seconds": round(attack.seconds, 2),
         "healthy_frames_served": healthy_frames,
-        "healthy_frames_per_s": healthy_frames / max(elapsed, 1e-9),
+        "healthy_frames_per_s": healthy_frames / max(attack.seconds, 1e-9),
         "replies_missing": missing, "transitions_expected": sum(expected.values()),
         "transitions_lost": lost, "thread_deaths": len(unhealthy),
-        "hostile_connections": hostile_result.get("connections", 0),
-        "hostile_frames_sent": hostile_result.get("frames", 0),
-        "hostile_mutated_frames_sent": hostile_result.get("mutated_frames", 0),
-        "hostile_closed_by_server": hostile_result.get("closed_by_server", 0),
-        "frames_served": stats["frames"], "drops_by_reason": stats["drops_by_reason"],
-        "threads": threads, "errors": errors,
+        "hostile_connections": attack.hostile.get("connections", 0),
+        "hostile_frames_sent": attack.hostile.get("frames", 0),
+        "hostile_mutated_frames_sent": attack.hostile.get("mutated_frames", 0),
+        "hostile_closed_by_server": attack.hostile.get("closed_by_server", 0),
+        "frames_served": attack.stats["frames"],
+        "drops_by_reason": attack.stats["drops_by_reason"], "threads": attack.threads,
+        "errors": errors,
     }
-    settings = {"seconds": seconds, "healthy_clients": HEALTHY_CLIENTS,
+    settings = {"seconds": args.seconds, "healthy_clients": HEALTHY_CLIENTS,
                 "hostile_threads": HOSTILE_FUZZ_THREADS + 1, "seed": args.seed,
                 "config": args.config, "replay_capacity": cfg.replay.capacity}
-    rows = [("healthy frames served", healthy_frames),
-            ("healthy replies missing", missing),
+    return figures, settings, _text(figures)
+
+
+def _text(figures: dict) -> str:
+    from tempest_jax.bench.report import table
+
+    rows = [("healthy frames served", figures["healthy_frames_served"]),
+            ("healthy replies missing", figures["replies_missing"]),
             ("healthy transitions expected", figures["transitions_expected"]),
-            ("healthy transitions lost", lost),
-            ("thread deaths or stalls", len(unhealthy)),
+            ("healthy transitions lost", figures["transitions_lost"]),
+            ("thread deaths or stalls", figures["thread_deaths"]),
             ("hostile connections", figures["hostile_connections"]),
             ("hostile frames sent", figures["hostile_frames_sent"]),
             ("hostile mutated frames sent", figures["hostile_mutated_frames_sent"]),
-            ("frames served (all clients)", stats["frames"])]
-    text = table(rows, ("", "count"))
+            ("frames served (all clients)", figures["frames_served"])]
     drops = ", ".join(f"{reason} {count:,}" for reason, count in
-                      sorted(stats["drops_by_reason"].items(), key=lambda kv: -kv[1]))
-    text += f"\nserver drops: {drops or 'none'}"
-    text += f"\n{'PASS' if passed else 'FAIL'} in {elapsed:.1f} s"
-    for error in errors:
+                      sorted(figures["drops_by_reason"].items(), key=lambda kv: -kv[1]))
+    text = table(rows, ("", "count")) + f"\nserver drops: {drops or 'none'}"
+    text += f"\n{'PASS' if figures['passed'] else 'FAIL'} in {figures['seconds']:.1f} s"
+    for error in figures["errors"]:
         text += f"\nERROR: {error}"
-    return figures, settings, text
+    return text

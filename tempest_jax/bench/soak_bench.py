@@ -26,8 +26,6 @@ import multiprocessing
 import os
 import queue
 import sys
-import tempfile
-import threading
 import time
 
 from tempest_jax import cli
@@ -106,9 +104,7 @@ def _growth(baseline: float, end: float) -> float:
 
 
 def measure(args: argparse.Namespace):
-    from tempest_jax.metrics import RunDir
-    from tempest_jax.supervisor import RunFailed
-    from tempest_jax.train import Trainer
+    from tempest_jax.bench.served import ServedRun
 
     duration = args.seconds if args.seconds is not None else args.minutes * 60.0
     if duration <= 0 or args.clients < 1 or args.sample_s <= 0:
@@ -117,80 +113,58 @@ def measure(args: argparse.Namespace):
                                                                     duration / 4)
     sample_s = min(args.sample_s, duration / 10)
     base = cli.config_from_args(args)
-    cfg = base.replace(
-        env={"source": "mame"},
-        server={"host": "127.0.0.1", "port": 0, "max_clients": args.clients},
-        dashboard={"enabled": False},
-        run={"name": "soak", "log_interval_s": 10.0, "total_frames": 0},
-        replay={"capacity": args.replay_capacity,
-                "min_size": min(base.replay.min_size, args.replay_capacity // 4)})
-    samples, errors = [], []
-    client_result: dict = {}
+    cfg = base.replace(server={"max_clients": args.clients},
+                       replay={"capacity": args.replay_capacity,
+                               "min_size": min(base.replay.min_size, args.replay_capacity // 4)})
     # The clients get ready (compile) while the trainer starts.
     ctx = multiprocessing.get_context("spawn")
     inbox, out = ctx.Queue(), ctx.Queue()
     clients = ctx.Process(target=_play, name="soak-clients",
                           args=(args.client_frames, args.clients, duration, inbox, out))
     clients.start()
-    trainer = thread = None
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
-        try:
-            cfg = cfg.replace(run={"dir": tmp})
-            trainer = Trainer(cfg, RunDir.create(cfg), install_signal_handlers=False)
-
-            def train() -> None:
-                try:
-                    trainer.run()
-                except RunFailed as e:  # a thread of the run failed or stalled
-                    errors.append(f"trainer: {e}")
-
-            thread = threading.Thread(target=train, name="soak-trainer", daemon=True)
-            thread.start()
-            startup_deadline = time.monotonic() + STARTUP_LIMIT_S
-            while trainer.server is None:
-                if not thread.is_alive():
-                    raise RuntimeError(f"the trainer did not start: {errors}")
-                if time.monotonic() > startup_deadline:
-                    raise RuntimeError(f"the trainer did not serve within {STARTUP_LIMIT_S:.0f} s")
-                time.sleep(0.05)
-            first_frames = trainer.server.stats.frames
-            inbox.put(trainer.server.address)
-            while trainer.server.stats.frames == first_frames:
-                if not (thread.is_alive() and clients.is_alive()):
-                    raise RuntimeError(f"the soak did not start: {errors or 'clients exited'}")
-                if time.monotonic() > startup_deadline:
-                    raise RuntimeError(f"no frame served within {STARTUP_LIMIT_S:.0f} s")
-                time.sleep(0.05)
-            start = time.monotonic()
-            next_sample = start
-            while clients.is_alive() and thread.is_alive():
-                if time.monotonic() > start + duration + STARTUP_LIMIT_S:
-                    errors.append(f"clients still running {STARTUP_LIMIT_S:.0f} s after the "
-                                  "soak")
-                    break
-                if time.monotonic() >= next_sample:
-                    samples.append(_sample(trainer, clients.pid, time.monotonic() - start))
-                    next_sample += sample_s
-                time.sleep(min(0.2, max(0.0, next_sample - time.monotonic())))
+    client_result: dict = {}
+    try:
+        with contextlib.redirect_stdout(sys.stderr), ServedRun(cfg, log_interval_s=10.0) as run:
+            samples = _soak(run, clients, inbox, duration, sample_s)
             with contextlib.suppress(queue.Empty):
                 client_result = out.get(timeout=30)
-        finally:
-            if clients.is_alive():
-                clients.terminate()
-            clients.join(timeout=30)
-            if thread is not None:
-                trainer.stop()
-                thread.join(timeout=300)
-        if thread.is_alive():
-            errors.append("the trainer did not stop within 300 s")
-        stats = trainer.server.stats.snapshot()
+    finally:
+        if clients.is_alive():
+            clients.terminate()
+        clients.join(timeout=30)
+    errors = run.errors
     if "error" in client_result:
         errors.append(f"clients: {client_result['error']}")
     elif not client_result:
         errors.append(f"the client process ended without a result (exit code "
                       f"{clients.exitcode})")
-    return _report(args, cfg, trainer, samples, stats, client_result, errors, duration,
-                   warmup_s, sample_s)
+    return _report(args, run.cfg, run.trainer, samples, run.trainer.server.stats.snapshot(),
+                   client_result, errors, duration, warmup_s, sample_s)
+
+
+def _soak(run, clients, inbox, duration: float, sample_s: float) -> list[dict]:
+    """Hand the clients the server's address, then sample until they are done."""
+    server = run.trainer.server
+    first_frames = server.stats.frames
+    inbox.put(run.address)
+    deadline = time.monotonic() + STARTUP_LIMIT_S
+    while server.stats.frames == first_frames:
+        if not (run.alive and clients.is_alive()):
+            raise RuntimeError(f"the soak did not start: {run.errors or 'clients exited'}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no frame served within {STARTUP_LIMIT_S:.0f} s")
+        time.sleep(0.05)
+    samples = []
+    start = next_sample = time.monotonic()
+    while clients.is_alive() and run.alive:
+        if time.monotonic() > start + duration + STARTUP_LIMIT_S:
+            run.errors.append(f"clients still running {STARTUP_LIMIT_S:.0f} s after the soak")
+            break
+        if time.monotonic() >= next_sample:
+            samples.append(_sample(run.trainer, clients.pid, time.monotonic() - start))
+            next_sample += sample_s
+        time.sleep(min(0.2, max(0.0, next_sample - time.monotonic())))
+    return samples
 
 
 def _sample(trainer, clients_pid: int, t: float) -> dict:

@@ -32,7 +32,7 @@ import sys
 
 from tempest_jax import cli
 from tempest_jax.config import load_config
-from tempest_jax.metrics import RunDir
+from tempest_jax.rundir import RunDir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -121,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger(__name__).info("run directory: %s", run_dir.path)
     trainer = Trainer(cfg, run_dir, resume=bool(args.resume))
     try:
-        with KeyboardControls(trainer, enabled=distributed.is_primary() and not args.no_keys):
+        with KeyboardControls(trainer.controls, trainer.status, trainer.supervisor,
+                              enabled=distributed.is_primary() and not args.no_keys):
             status = trainer.run(frames=args.frames)
     except RunFailed as e:
         print(f"tempest-jax: the run failed: {e}", file=sys.stderr)
