@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim-client": ("tempest_jax.commands.sim_client_cmd",
                    "simulated MAME clients playing against a running server"),
     "config": ("tempest_jax.commands.config_cmd", "show the resolved configuration"),
-    "bench": ("tempest_jax.bench", "measure throughput and latency (see DESIGN.md §4)"),
+    "bench": ("tempest_jax.bench", "measure throughput and latency, fuzz and soak the server"),
     "sim": ("tempest_jax.commands.sim_cmd", "play the embedded simulator (expert or random)"),
     "mame": ("tempest_jax.commands.mame_cmd", "launch headless MAME clients for the server"),
     "lua-path": ("tempest_jax.commands.lua_path_cmd",

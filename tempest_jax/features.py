@@ -2,12 +2,14 @@
 
 This module is the single source of truth for what a frame's state vector means and how an
 action index maps to game inputs. The simulator's extraction, the network's token builders, the
-replay and the Lua client (`lua/features.lua`, cross-checked by tests) all read it from here.
+replay and the Lua client (`tempest_jax/lua/features.lua`, cross-checked by tests) all read it
+from here.
 
-Layout facts come from `reference/state_vector.md` §5. Presence is never encoded by a sentinel
-alone: an enemy slot, player shot or enemy shot is present iff its depth/position value is > 0,
-so consumers derive masks from the depth slices (`presence_masks`) instead of testing for -1.0,
-which is also a genuine relative lane of -15 on open levels.
+The layout is the original Tempest AI's, value for value (docs/extraction.md says how each is
+computed from the game's RAM). Presence is never encoded by a sentinel alone: an enemy slot,
+player shot or enemy shot is present iff its depth/position value is > 0, so consumers derive
+masks from the depth slices (`presence_masks`) instead of testing for -1.0, which is also a
+genuine relative lane of -15 on open levels.
 """
 
 from __future__ import annotations
@@ -146,7 +148,8 @@ NO_THREAT = 255
 
 
 # ---------------------------------------------------------------------------------------------
-# Actions (reference/actions.md): joint = fz * 11 + sp, fz = 2 * fire + zap.
+# Actions: joint = fz * 11 + sp, fz = 2 * fire + zap (fire and zap buttons), sp indexes the
+# spinner levels (positive turns toward lower lanes).
 SPINNER_LEVELS: tuple[int, ...] = (0, 12, 9, 6, 3, 1, -1, -3, -6, -9, -12)
 NUM_SPINNER = len(SPINNER_LEVELS)
 NUM_FIRE_ZAP = 4

@@ -1,4 +1,4 @@
-"""The Tempest network (reference/learner.md §2): lane cross-attention encoder + dueling C51.
+"""The Tempest network (docs/learning.md): lane cross-attention encoder + dueling C51.
 
 Sixteen lane tokens attend to seven enemy tokens (nearest first, empty slots masked out); the
 pooled encoding is concatenated with the raw state, passed through a LayerNorm-ReLU trunk, and

@@ -1,6 +1,6 @@
 """Wire format between a game client (MAME + our Lua, or a sim client) and the server.
 
-Byte for byte as `reference/protocol.md`: after a 2-byte handshake the client sends frames,
+Byte for byte the original Tempest AI's protocol: after a 2-byte handshake the client sends frames,
 each a big-endian uint16 length prefix (819) then a 39-byte header `>HddBBBHIBBBhhBBBBB` and 195
 big-endian float32 state values (821 bytes on the wire); the server answers every frame with a
 5-byte reply `bbbBB` (fire, zap, spinner, start_advanced, start_level_min).

@@ -1,4 +1,4 @@
-"""Schedules (reference/learner.md §6): pure functions of the global frame count or update step.
+"""Schedules (docs/learning.md): pure functions of the global frame count or update step.
 
 Every function works on Python numbers and numpy arrays (the actor, the trainer) and on JAX
 arrays inside `jit` (the learner's learning rate), so the actor and the learner read one

@@ -7,7 +7,7 @@ import pytest
 
 from tempest_jax import features as F
 
-# Start index and size of every block, from reference/state_vector.md §5.
+# Start index and size of every block of the original Tempest AI's state vector.
 REFERENCE_BLOCKS = {
     "gamestate": (0, 1), "player_shot_depth": (12, 8), "player_shot_rel_lane": (20, 8),
     "level_number": (28, 1), "open_level": (29, 1), "level_shape": (30, 1), "spike": (31, 16),
@@ -72,7 +72,7 @@ def test_relative_lane_closed_wraps_with_deterministic_tie():
 
 
 def test_expert_action_executes_what_is_stored():
-    # Higher target lane → negative spinner (positive lowers the lane), per actions.md §2.3.
+    # Higher target lane → negative spinner (a positive spinner lowers the lane).
     cases = {  # (target, player, open): spinner level
         (4, 3, 0): -9, (5, 3, 0): -12, (2, 3, 0): 9, (0, 3, 0): 12, (3, 3, 0): 0,
         (11, 3, 0): -12, (14, 3, 0): 12, (14, 3, 1): -12, (-1, 3, 0): 0,

@@ -1,4 +1,4 @@
-"""Schedules (learner.md §6): values at the reference's breakpoints, numpy and jit alike."""
+"""Schedules (docs/learning.md): values at their breakpoints, numpy and jit alike."""
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +26,8 @@ def test_frame_schedules_at_breakpoints(cfg):
     assert schedules.expert_ratio(0, s, zoom=True) == pytest.approx(1.0)
     assert schedules.expert_ratio(5_000_000, s) == pytest.approx(0.02)
     assert schedules.per_beta(5_000_000, cfg.replay) == pytest.approx(0.7)
+    assert schedules.per_beta(0, cfg.replay) == cfg.replay.beta_start
+    assert schedules.per_beta(10**12, cfg.replay) == cfg.replay.beta_end
     assert schedules.bc_weight(400_000, s) == pytest.approx(1.0)
     assert schedules.bc_weight(1_500_000, s) == pytest.approx(0.5005)
     assert schedules.bc_weight(3_000_000, s) == pytest.approx(0.001)

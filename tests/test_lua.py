@@ -73,7 +73,7 @@ def test_ram_map_matches_the_simulators(lua):
 
 
 def test_lua_frame_parses_in_the_server_unchanged(lua):
-    """The worked example of reference/protocol.md §8 as our Lua encodes it."""
+    """The original protocol's worked example frame (see test_protocol) as our Lua encodes it."""
     wire = bytes.fromhex(run_tool(lua, "example_frame").strip())
     assert len(wire) == P.FRAME_WIRE_SIZE
     frame = P.parse_frame(wire)

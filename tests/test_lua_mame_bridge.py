@@ -6,7 +6,7 @@ images into MAME's memory frame by frame and starts tempest_jax/lua/main.lua, wh
 through MAME's memory API, sends frames over a MAME socket to the `GameServer`, and applies the
 replies. The server's sink checks every frame byte for byte against the JAX extraction of the
 same images (with the replies it sent echoed in the header); the driver checks every reply
-reached the game ($0050 and the fire/zap inputs). reference/mame_testing.md explains the setup.
+reached the game ($0050 and the fire/zap inputs). No Tempest ROM is needed.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from sim_ram_streams import first_difference, generate
 from tempest_jax import features as F
 from tempest_jax import protocol as P
 from tempest_jax.config import ServerConfig
-from tempest_jax.server import GameServer, PolicyOutput
+from tempest_jax.policy import PolicyOutput
+from tempest_jax.server import GameServer
 from tempest_jax.sim import extract as X
 from tempest_jax.sim import ram_map as M
 

@@ -15,7 +15,7 @@ from tempest_jax.networks import (
     param_count,
 )
 
-REFERENCE_PARAM_COUNT = 934_071  # reference/learner.md §2.7
+REFERENCE_PARAM_COUNT = 934_071  # the original Tempest AI network's parameter count
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,8 @@ def frames():
 
 
 def example_frame(**changes) -> P.Frame:
-    """The worked example of reference/protocol.md §8 (values not given there are 0)."""
+    """The worked example of the original Tempest AI protocol's documentation (values it does
+    not give are 0)."""
     state = np.zeros(195, dtype=np.float32)
     L = F.LAYOUT
     state[0], state[1], state[2], state[3] = 4 / 36, 128 / 255, 0.0, 3 / 6

@@ -1,7 +1,7 @@
 """Benchmarks: `tempest-jax bench NAME [--json]`.
 
 Each benchmark measures real work and prints a table, or with --json one object
-{"bench": NAME, "figures": {...}, "settings": {...}, "machine": {...}} (DESIGN.md §4).
+{"bench": NAME, "figures": {...}, "settings": {...}, "machine": {...}} (README, "Performance").
 A benchmark that checks a property (fuzz, soak) reports figures["passed"]; the command exits 1
 when it is false.
 """

@@ -36,7 +36,6 @@ once; a single lock is held only for the array writes and the tree descent of on
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -64,14 +63,8 @@ class Batch(NamedTuple):
     index: np.ndarray      # int64 serial, for update_priorities
 
 
-def anneal_beta(frames: int, cfg: ReplayConfig) -> float:
-    """Importance-sampling exponent after `frames` frames: linear from beta_start to beta_end."""
-    progress = min(1.0, max(0, frames) / cfg.beta_frames)
-    return cfg.beta_start + (cfg.beta_end - cfg.beta_start) * progress
-
-
 class ReplayBuffer:
-    """Proportional prioritized replay over n-step transitions (learner.md §4, fixed per §12)."""
+    """Proportional prioritized replay over n-step transitions (docs/learning.md, "Replay")."""
 
     FIELDS = ("obs", "action", "ret", "discount", "is_expert", "next_slot")
 
@@ -152,7 +145,7 @@ class ReplayBuffer:
 
     def add(self, emission: Emission) -> int:
         """Store an accumulator's emission: its observations, its transitions at their new-item
-        priority (learner.md §4.3), then its pre-death boost. Returns transitions stored."""
+        priority (docs/learning.md), then its pre-death boost. Returns transitions stored."""
         if emission.first_serial != self._obs_written:
             raise ValueError(
                 f"emission starts at observation serial {emission.first_serial}, the buffer is "
@@ -281,19 +274,7 @@ class ReplayBuffer:
                 self.tree.update(index % self.capacity, priority)
                 self._max_priority = max(self._max_priority, float(priority.max()))
 
-    # ---- snapshots ---------------------------------------------------------------------------
-
-    def save(self, directory: str | Path) -> Path:
-        """Write a snapshot directory (see snapshot.py); inserts continue meanwhile."""
-        from tempest_jax.replay.snapshot import save_snapshot
-        return save_snapshot(self, directory)
-
-    @classmethod
-    def load(cls, directory: str | Path, cfg: ReplayConfig | None = None) -> ReplayBuffer:
-        """A buffer rebuilt from a snapshot; `cfg` sets capacity and priority parameters (the
-        most recent transitions are kept if the capacity shrinks), else the snapshot's own."""
-        from tempest_jax.replay.snapshot import load_snapshot
-        return load_snapshot(directory, cfg)
+    # ---- snapshots (replay.snapshot writes and reads them) ----------------------------------
 
     def _restore(self, obs_written: int, max_priority: float) -> None:
         """Counters after the arrays and leaves were filled by a snapshot load."""

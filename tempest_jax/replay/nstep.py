@@ -7,7 +7,7 @@ that need a replay slot and the n-step transitions that were completed, as array
 
 Per stream, frame t carries s_t, the reward r_t of the step into it, done_t, and the action a_t
 chosen on it with its source (expert or network) and whether the game applies it (`applied`,
-`features.action_applied`). Following protocol.md §5.2 and docs/extraction.md:
+`features.action_applied`). As docs/extraction.md and docs/learning.md describe:
 
 - The one-step item (s_{t-1}, a_{t-1}, r_t, s_t) is formed when frame t arrives, if frame t-1 was
   an applied, non-terminal frame of this stream.
@@ -33,7 +33,7 @@ successor observations by serial. The accumulator must therefore be the only wri
 and start at `first_serial = buffer.obs_written`.
 
 The accumulator also remembers, per stream, the serials of the last `lookback` transitions it
-emitted; a terminal hands them to the buffer as the pre-death boost (learner.md §4.5).
+emitted; a terminal hands them to the buffer as the pre-death boost (docs/learning.md).
 """
 
 from __future__ import annotations
