@@ -76,6 +76,11 @@ TUBE_ANGLE = _hex_rows("""
 OPEN_FLAG = np.array([0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xFF,
                       0xFF, 0xFF, 0xFF, 0x00, 0x00, 0xFF, 0x00, 0xFF], dtype=np.int32)
 
+# Height of the 3-D eye per shape (y, as the rim points): pictures of the tube shrink its far end
+# toward (0x80, this), so open shapes recede upward and the heart toward its tip.
+CAMERA_Y = np.array([0x50, 0x50, 0x50, 0x68, 0x50, 0x50, 0x68, 0xB0,
+                     0xA0, 0x50, 0x90, 0x80, 0x20, 0xB0, 0x60, 0xA0], dtype=np.int32)
+
 # Level slot (0-based level mod 16) → shape index (the game's well-ID sequence).
 SHAPE_OF_SLOT = np.array([0, 1, 2, 3, 4, 5, 6, 7, 13, 9, 8, 12, 14, 15, 10, 11], dtype=np.int32)
 
