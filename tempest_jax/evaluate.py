@@ -28,6 +28,7 @@ from tempest_jax.protocol import FrameBatch
 from tempest_jax.resume import find_resume_point
 from tempest_jax.server import GameServer
 from tempest_jax.sim import play
+from tempest_jax.video import VideoRequest, write_video
 
 POLICY_ORDER = ("network", "expert", "random")
 
@@ -40,6 +41,16 @@ def checkpoint_dir(path: str | Path) -> Path:
     if path.is_dir():
         return path
     raise FileNotFoundError(f"{path}: no such run or checkpoint directory")
+
+
+def network_q_values(learner: learner_lib.Learner):
+    """(params, states (n, 195)) -> (n, 44) expected Q-values."""
+    support = jnp.asarray(learner.support)
+
+    def q_values(params, state):
+        return learner_lib.expected_q(learner.network.apply(params, state), support)
+
+    return q_values
 
 
 def greedy_policy(learner: learner_lib.Learner):
@@ -81,24 +92,37 @@ def _progress_bar(name: str, finished: int, games: int, detail: str) -> None:
 
 
 def evaluate(path: str | Path, games: int, seed: int = 0, max_ticks: int = 100_000,
-             start_level: int = 1, show_progress: bool = True) -> dict:
-    """Summaries (sim.play.summary) of the network, the expert and a random policy."""
+             start_level: int = 1, show_progress: bool = True,
+             video: VideoRequest | None = None) -> dict:
+    """Summaries (sim.play.summary) of the network, the expert and a random policy. With
+    `video`, the first `video.games` games of the policies it names are also written to a
+    video file (described under results["video"])."""
     learner, restored = restore_latest(path)
     policies = {"network": greedy_policy(learner), "expert": "expert", "random": "random"}
     results = {"checkpoint": str(path), "step": restored.step,
                "frames": int(restored.counters.get("frames", 0)), "games": games,
                "seed": seed, "env": "sim"}
+    recorders = {}
     for name in POLICY_ORDER:
         def progress(ticks, finished, name=name):
             if show_progress:
                 _progress_bar(name, finished, games, f"{ticks:,} ticks")
 
+        if video is not None and name in video.policies:
+            q_values = network_q_values(learner) if name == "network" and video.q_overlay \
+                else None
+            recorders[name] = play.FrameRecorder(video.games, q_values)
+        # Only the network reads parameters: the others' rollouts compile as in `sim play`.
+        params = restored.train_state.params if name == "network" else None
         stats = play.play(policies[name], games, max_ticks=max_ticks, seed=seed,
-                          start_level=start_level, params=restored.train_state.params,
-                          progress=progress)
+                          start_level=start_level, params=params, progress=progress,
+                          recorder=recorders.get(name))
         if show_progress:
             print(file=sys.stderr)
         results[name] = play.summary(jax.device_get(stats))
+    if video is not None:
+        results["video"] = write_video(video, {name: recorders[name].recordings()
+                                               for name in video.policies})
     return results
 
 

@@ -10,16 +10,23 @@ its first game over.
 network, then the expert, then a random policy to the MAME (or sim) clients that connect; each
 policy plays --episodes whole games, counted from a game's start to its game over.
 
+--video PATH (with --env sim) also writes the first --video-games of those games to an .mp4 or
+.gif, one picture per game tick: the network (greedy, with its top three actions and their
+Q-values), the expert, or both side by side on the same games (--video-policy).
+
 Examples:
   tempest-jax eval runs/20261123-201500 --episodes 100
   tempest-jax eval runs/my-run --episodes 100 --seed 3 --json
   tempest-jax eval runs/my-run --env mame --episodes 20 --set server.port=9999
+  tempest-jax eval runs/my-run --episodes 1 --video game.mp4 --video-policy both
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+
+from tempest_jax.commands.video_args import add_video_arguments, video_request
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=3600.0,
                         help="with --env mame: give up after this many seconds")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_video_arguments(parser, network=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise SystemExit("tempest-jax eval: --episodes must be >= 1")
+    if args.env == "mame" and args.video is not None:
+        raise SystemExit("tempest-jax eval: --video applies to --env sim only")
     if args.env == "mame":
         results = evaluate_served(args.checkpoint, args.episodes, _server_config(args),
                                   seed=args.seed, timeout_s=args.timeout,
@@ -52,9 +62,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.overrides:
             raise SystemExit("tempest-jax eval: --set applies to --env mame only")
+        from tempest_jax.video import POLICY_CHOICES
+
+        video = video_request(args, POLICY_CHOICES[args.video_policy], args.episodes, "eval")
         results = evaluate(args.checkpoint, args.episodes, seed=args.seed,
                            max_ticks=args.max_ticks, start_level=args.start_level,
-                           show_progress=not args.json)
+                           show_progress=not args.json, video=video)
     if args.json:
         print(json.dumps(results))
         return 0
@@ -74,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"checkpoint {results['checkpoint']} (update {results['step']:,}, "
           f"{results['frames']:,} frames), {args.episodes} games, {where}")
     print(table(rows, ("figure", *POLICY_ORDER)))
+    if "video" in results:
+        from tempest_jax.video import describe
+
+        print(describe(results["video"]))
     return 0
 
 

@@ -1,12 +1,14 @@
 """Play the embedded simulator with a fixed policy and print score, level and survival.
 
 Each game is played from a new game to its first game over (or --max-ticks). The game count,
-start level and seed default to the config's [env] section.
+start level and seed default to the config's [env] section. --video PATH also writes the first
+--video-games games to an .mp4 or .gif, one picture per game tick.
 
 Examples:
   tempest-jax sim play --policy expert --games 100
   tempest-jax sim play --policy random --games 100 --json
   tempest-jax sim play --policy expert --set env.start_level=9
+  tempest-jax sim play --policy expert --games 1 --video expert.gif
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import json
 
 from tempest_jax import cli
+from tempest_jax.commands.video_args import add_video_arguments, video_request
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     play.add_argument("--max-ticks", type=int, default=100_000,
                       help="stop games still running after this many ticks")
     play.add_argument("--json", action="store_true", help="print one JSON object")
+    add_video_arguments(play, network=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,10 +41,16 @@ def run(args: argparse.Namespace) -> int:
     games = args.games if args.games is not None else cfg.env.num_games
     if games < 1 or args.max_ticks < 1:
         raise SystemExit("tempest-jax sim play: --games and --max-ticks must be >= 1")
+    video = video_request(args, (args.policy,), games, "sim play")
+    recorder = play.FrameRecorder(video.games) if video is not None else None
     stats = play.play(args.policy, games, max_ticks=args.max_ticks, seed=cfg.env.seed,
-                      start_level=cfg.env.start_level)
+                      start_level=cfg.env.start_level, recorder=recorder)
     summary = {"policy": args.policy, "start_level": cfg.env.start_level,
                **play.summary(stats)}
+    if video is not None:
+        from tempest_jax.video import write_video
+
+        summary["video"] = write_video(video, {args.policy: recorder.recordings()})
     if args.json:
         print(json.dumps(summary))
         return 0
@@ -54,4 +64,8 @@ def run(args: argparse.Namespace) -> int:
     ]
     print(f"policy: {args.policy}, start level {cfg.env.start_level}, seed {cfg.env.seed}")
     print(table(rows, ("figure", "value")))
+    if video is not None:
+        from tempest_jax.video import describe
+
+        print(describe(summary["video"]))
     return 0

@@ -1,12 +1,15 @@
 """Play whole simulated games with a fixed policy and collect per-game statistics.
 
-Used by `tempest-jax sim play` and by the tests that compare the expert with a random policy.
-Each game is followed until its first game over (or the tick limit); the simulator then starts
-a new game on its own, which is not counted.
+Used by `tempest-jax sim play`, `tempest-jax eval` and by the tests that compare the expert
+with a random policy. Each game is followed until its first game over (or the tick limit); the
+simulator then starts a new game on its own, which is not counted. A `FrameRecorder` keeps, for
+the first few games, every frame the policy acted on (for videos).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 
 import jax
@@ -16,6 +19,7 @@ from flax import struct
 
 from tempest_jax import features as F
 from tempest_jax import sim
+from tempest_jax.protocol import HEADER_FIELDS
 from tempest_jax.sim import game as G
 
 POLICIES = ("expert", "random")
@@ -45,11 +49,67 @@ def random_policy(params, frame, key):
 NAMED_POLICIES = {"expert": expert_policy, "random": random_policy}
 
 
-@partial(jax.jit, static_argnums=(0, 1))
-def _run_chunk(ticks, policy, params, state, frame, stats, key):
+@dataclass(frozen=True)
+class GameRecording:
+    """One game, tick by tick: the frame the policy acted on (state and header fields), the
+    joint action it chose and, when recorded, the Q-values of the 44 actions on that frame.
+    Its length is the game's tick count."""
+
+    state: np.ndarray                  # (T, 195)
+    header: dict[str, np.ndarray]      # protocol header field -> (T,)
+    action: np.ndarray                 # (T,)
+    q_values: np.ndarray | None        # (T, 44)
+
+    def __len__(self) -> int:
+        return len(self.action)
+
+    def header_at(self, tick: int) -> dict:
+        return {name: values[tick] for name, values in self.header.items()}
+
+
+@dataclass
+class FrameRecorder:
+    """Give to `play` to record its first `games` games (see GameRecording). `q_values`, a
+    function (params, states (k, 195)) -> (k, 44), adds the Q-values of each frame."""
+
+    games: int
+    q_values: Callable | None = None
+    _chunks: list = field(default_factory=list, repr=False)
+
+    def add(self, seen: dict) -> None:
+        self._chunks.append(jax.device_get(seen))
+
+    def recordings(self) -> list[GameRecording]:
+        """The recorded games, each cut to the ticks it played."""
+        seen = {k: np.concatenate([c[k] for c in self._chunks]) for k in self._chunks[0]}
+        games = []
+        for g in range(self.games):
+            live = seen["live"][:, g]
+            games.append(GameRecording(
+                state=seen["state"][live, g],
+                header={name: seen[name][live, g] for name in HEADER_FIELDS[1:]},
+                action=seen["action"][live, g],
+                q_values=seen["q_values"][live, g] if "q_values" in seen else None))
+        return games
+
+
+def _seen(frame, actions, finished, params, record, q_values) -> dict:
+    """What a recorder keeps of one tick: the first `record` games' frames and actions."""
+    seen = {"live": ~finished[:record], "action": actions[:record],
+            "state": frame.state[:record],
+            **{name: getattr(frame, name)[:record] for name in HEADER_FIELDS[1:]}}
+    if q_values is not None:
+        seen["q_values"] = q_values(params, frame.state[:record])
+    return seen
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _run_chunk(ticks, policy, record, q_values, params, state, frame, stats, key):
     def body(carry, key):
         state, frame, stats = carry
-        state, frame = sim._step(state, policy(params, frame, key))
+        actions = policy(params, frame, key)
+        seen = _seen(frame, actions, stats.finished, params, record, q_values) if record else None
+        state, frame = sim._step(state, actions)
         live = ~stats.finished
         level1 = frame.level + 1
         died = live & (frame.done != 0)
@@ -61,25 +121,30 @@ def _run_chunk(ticks, policy, params, state, frame, stats, key):
             deaths=stats.deaths + died,
             death_level_sum=stats.death_level_sum + jnp.where(died, level1, 0),
             ticks=stats.ticks + live)
-        return (state, frame, stats), None
+        return (state, frame, stats), seen
 
-    (state, frame, stats), _ = jax.lax.scan(body, (state, frame, stats),
-                                            jax.random.split(key, ticks))
-    return state, frame, stats
+    (state, frame, stats), seen = jax.lax.scan(body, (state, frame, stats),
+                                               jax.random.split(key, ticks))
+    return state, frame, stats, seen
 
 
 def play(policy, games: int, max_ticks: int = 100_000, seed: int = 0,
-         start_level: int = 1, params=None, progress=None) -> dict[str, np.ndarray]:
+         start_level: int = 1, params=None, progress=None,
+         recorder: FrameRecorder | None = None) -> dict[str, np.ndarray]:
     """Per-game statistics (numpy arrays) of `games` games played by `policy`, for at most
     `max_ticks` ticks (rounded up to whole chunks of CHUNK_TICKS).
 
     `policy` is "expert", "random", or a function policy(params, frame, key) -> int32[games]
     joint actions (hashable: it is a static argument of the compiled rollout). `progress`, if
-    given, is called with (ticks played, games finished) after every chunk."""
+    given, is called with (ticks played, games finished) after every chunk. `recorder` records
+    the first `recorder.games` games frame by frame."""
     if isinstance(policy, str):
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
         policy = NAMED_POLICIES[policy]
+    record = recorder.games if recorder is not None else 0
+    if not 0 <= record <= games:
+        raise ValueError(f"cannot record {record} of {games} games")
     key, reset_key = jax.random.split(jax.random.key(seed))
     state, frame = sim.reset(reset_key, games, start_level)
     zeros = jnp.zeros(games, jnp.int32)
@@ -89,7 +154,11 @@ def play(policy, games: int, max_ticks: int = 100_000, seed: int = 0,
     done_ticks = 0
     while done_ticks < max_ticks and not bool(jnp.all(stats.finished)):
         key, sub = jax.random.split(key)
-        state, frame, stats = _run_chunk(CHUNK_TICKS, policy, params, state, frame, stats, sub)
+        state, frame, stats, seen = _run_chunk(
+            CHUNK_TICKS, policy, record, recorder.q_values if record else None, params, state,
+            frame, stats, sub)
+        if record:
+            recorder.add(seen)
         done_ticks += CHUNK_TICKS
         if progress is not None:
             progress(done_ticks, int(stats.finished.sum()))
