@@ -28,6 +28,7 @@ image: a few dozen line calls and short texts per frame stay far under a millise
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -157,6 +158,12 @@ def tube_shape(level: int, is_open: bool, angles: np.ndarray) -> int:
     """The shape index of the tube: the level's (0-based level mod 16, in the game's order),
     unless the lane angles fit exactly one other shape of the same openness (random shapes
     past level 98)."""
+    return _tube_shape(level, is_open, np.asarray(angles, np.int64).tobytes())
+
+
+@functools.lru_cache(maxsize=1024)
+def _tube_shape(level: int, is_open: bool, angle_bytes: bytes) -> int:
+    angles = np.frombuffer(angle_bytes, np.int64)
     by_level = int(shapes.SHAPE_OF_SLOT[level % shapes.NUM_SHAPES])
     fits = (angles == shapes.TUBE_ANGLE).all(axis=1) & ((shapes.OPEN_FLAG != 0) == is_open)
     if fits[by_level] or not fits.any():
@@ -233,6 +240,8 @@ class _Tube:
     rim: np.ndarray        # (16, 2)
     vanish: np.ndarray     # (2,)
     far: np.ndarray        # (16, 2)
+    centres: np.ndarray    # (16, 2) lane centres on the rim
+    far_centres: np.ndarray  # (16, 2) ... and at the far end
     rim_line: list         # flat polyline, closed for closed shapes
     far_line: list
     spokes: list           # (x0, y0, x1, y1) per edge
@@ -267,7 +276,10 @@ class Renderer:
             vanish = self.pixels(TUBE_CENTRE, shapes.CAMERA_Y[shape])
             far = vanish + (rim - vanish) / (1 + PERSPECTIVE)
             ring = (lambda p: p) if is_open else (lambda p: np.vstack([p, p[:1]]))
-            self._tubes[key] = _Tube(rim, vanish, far, ring(rim).ravel().tolist(),
+            centres = (rim + np.roll(rim, -1, axis=0)) / 2
+            self._tubes[key] = _Tube(rim, vanish, far, centres,
+                                     vanish + (centres - vanish) / (1 + PERSPECTIVE),
+                                     ring(rim).ravel().tolist(),
                                      ring(far).ravel().tolist(),
                                      [(*a, *b) for a, b in zip(rim.tolist(), far.tolist())])
         return self._tubes[key]
@@ -349,10 +361,9 @@ class Renderer:
         lanes = np.flatnonzero(scene.spike_depth[:OPEN_LANES if scene.is_open else None])
         if not len(lanes):
             return
-        centre = (self.edge(scene, lanes) + self.edge(scene, lanes + 1)) / 2
-        tips = self.at_depth(scene, centre, scene.spike_depth[lanes])
-        bases = self.at_depth(scene, centre, np.full(len(lanes), FAR_DEPTH))
-        for base, tip in zip(bases.tolist(), tips.tolist()):
+        tube = self.tube(scene.shape, scene.is_open)
+        tips = self.at_depth(scene, tube.centres[lanes], scene.spike_depth[lanes])
+        for base, tip in zip(tube.far_centres[lanes].tolist(), tips.tolist()):
             pen.line((*base, *tip), fill=GREEN)
             pen.point(tip, fill=WHITE)
 

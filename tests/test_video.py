@@ -160,3 +160,12 @@ def test_video_options_are_checked(tiny_run, tmp_path):
         main(["eval", str(tiny_run), "--env", "mame", "--video", str(tmp_path / "a.mp4")])
     with pytest.raises(SystemExit, match="even and at least"):
         main(["sim", "play", "--video", str(tmp_path / "a.gif"), "--video-size", "101"])
+
+
+def test_render_bench_reports_its_figures(expert_game, capsys):
+    assert main(["bench", "render", "--json", "--levels", "1", "--seconds", "0.05"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["bench"] == "render" and report["settings"]["frames"] == 500
+    assert set(report["figures"]) == {"frames_per_s", "frames_per_s_overlay",
+                                      "frames_per_s_mp4", "frames_per_s_gif"}
+    assert all(rate > 0 for rate in report["figures"].values())

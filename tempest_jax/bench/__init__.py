@@ -24,6 +24,7 @@ BENCHES: dict[str, str] = {
     "inference": "tempest_jax.bench.inference_bench",
     "fuzz": "tempest_jax.bench.fuzz_bench",
     "soak": "tempest_jax.bench.soak_bench",
+    "render": "tempest_jax.bench.render_bench",
 }
 
 
