@@ -6,15 +6,18 @@ images into MAME's memory frame by frame and starts tempest_jax/lua/main.lua, wh
 through MAME's memory API, sends frames over a MAME socket to the `GameServer`, and applies the
 replies. The server's sink checks every frame byte for byte against the JAX extraction of the
 same images (with the replies it sent echoed in the header); the driver checks every reply
-reached the game ($0050 and the fire/zap inputs). No Tempest ROM is needed.
+reached the game ($0050 and the fire/zap inputs). No Tempest ROM is needed. A second run with
+TEMPEST_OVERLAY=1 has display.lua draw on every video frame and must send the same bytes.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
@@ -84,11 +87,12 @@ class ScriptedPolicy:
 
 
 class CheckingSink:
-    """Compares every frame the server receives with the expected wire bytes."""
+    """Compares every frame the server receives with the expected wire bytes, and keeps them."""
 
     def __init__(self, expected_wire: np.ndarray):
         self.expected = expected_wire
         self.frames = 0
+        self.received: list[bytes] = []
         self.mismatches: list[str] = []
         self.first_at = self.last_at = 0.0
 
@@ -100,6 +104,7 @@ class CheckingSink:
         wire = np.frombuffer(P.encode_frames(header, batch.state), dtype=np.uint8).reshape(
             -1, P.FRAME_WIRE_SIZE)
         for row, frame_no in zip(wire, batch.frame):
+            self.received.append(row.tobytes())
             index = int(frame_no) - 1
             if not 0 <= index < len(self.expected):
                 self.mismatches.append(f"unexpected frame number {frame_no}")
@@ -113,8 +118,16 @@ class CheckingSink:
         pass
 
 
-@pytest.mark.skipif(MAME is None, reason="MAME not installed (apt-get install mame)")
-def test_production_lua_in_real_mame_talks_to_the_server(tmp_path):
+@dataclass
+class BridgeRun:
+    proc: subprocess.CompletedProcess
+    sink: CheckingSink
+    result: str  # the driver's summary
+
+
+@pytest.fixture(scope="module")
+def bridge_images():
+    """Simulator RAM images and the wire frames the JAX extraction makes of them."""
     streams = generate([1, 4, 11, 17], 300, seed=3)
     # main.lua processes a frame only when $0003 moves: drop an image that repeats the
     # previous one's tick counter (possible where one game's sequence follows another's).
@@ -127,7 +140,12 @@ def test_production_lua_in_real_mame_talks_to_the_server(tmp_path):
     expected = np.frombuffer(P.encode_frames(fields, np.asarray(frames.state)),
                              dtype=np.uint8).reshape(-1, P.FRAME_WIRE_SIZE)
     assert set(fields["gamestate"]) >= {0x04, 0x20}, "play and zoom frames"
+    return images, expected
 
+
+def run_bridge(tmp_path: Path, images: np.ndarray, expected: np.ndarray,
+               overlay: bool) -> BridgeRun:
+    """Real MAME (`arb`) running the driver and lua/main.lua against a GameServer."""
     (tmp_path / "images.bin").write_bytes(images.tobytes())
     (tmp_path / "cart.bin").write_bytes(arb_cartridge())
     home = tmp_path / "home"
@@ -141,6 +159,8 @@ def test_production_lua_in_real_mame_talks_to_the_server(tmp_path):
                "TEMPEST_SERVER": f"127.0.0.1:{server.address[1]}",
                "TEMPEST_ANY_SYSTEM": "1", "BRIDGE_IMAGES": str(tmp_path / "images.bin"),
                "BRIDGE_RESULT": str(tmp_path / "result.txt")}
+        if overlay:
+            env["TEMPEST_OVERLAY"] = "1"
         cmd = ["timeout", "-k", "5", str(MAME_LIMIT_S), MAME, "arb",
                "-cart", str(tmp_path / "cart.bin"), "-video", "none", "-sound", "none",
                "-nothrottle", "-skip_gameinfo", "-autoboot_script", str(DRIVER)]
@@ -157,5 +177,34 @@ def test_production_lua_in_real_mame_talks_to_the_server(tmp_path):
                                  f"extraction; first: {sink.mismatches[0]}")
     assert sink.frames == len(images), (sink.frames, len(images), result)
     assert f"images {len(images)} processed {len(images)} sent {len(images)}" in result, result
+    return BridgeRun(proc, sink, result)
+
+
+@pytest.fixture(scope="module")
+def plain_run(bridge_images, tmp_path_factory) -> BridgeRun:
+    return run_bridge(tmp_path_factory.mktemp("bridge"), *bridge_images, overlay=False)
+
+
+@pytest.mark.skipif(MAME is None, reason="MAME not installed (apt-get install mame)")
+def test_production_lua_in_real_mame_talks_to_the_server(plain_run, bridge_images):
+    images, _ = bridge_images
+    sink = plain_run.sink
+    assert "overlay" not in plain_run.result and "overlay on" not in plain_run.proc.stdout, \
+        "the overlay is off by default"
     rate = (len(images) - 1) / max(sink.last_at - sink.first_at, 1e-9)
     print(f"\nreal MAME bridge: {len(images)} frames, {rate:,.0f} frames/s through the server")
+
+
+@pytest.mark.skipif(MAME is None, reason="MAME not installed (apt-get install mame)")
+def test_overlay_draws_in_real_mame_and_changes_no_byte(plain_run, bridge_images, tmp_path):
+    """TEMPEST_OVERLAY=1: display.lua draws on every video frame (on MAME's UI container:
+    `arb` has no screen) without an error, and the server receives the same bytes."""
+    images, expected = bridge_images
+    run = run_bridge(tmp_path, images, expected, overlay=True)
+    assert "overlay on, drawn on the ui" in run.proc.stdout, run.proc.stdout[-2000:]
+    match = re.search(r"overlay draws (\d+) errors (\d+) on ui", run.result)
+    assert match, run.result
+    draws, errors = int(match[1]), int(match[2])
+    assert errors == 0 and draws >= len(images) - 1, run.result
+    assert "overlay error" not in run.proc.stdout
+    assert run.sink.received == plain_run.sink.received, "byte-identical frames"

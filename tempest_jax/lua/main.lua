@@ -8,6 +8,8 @@
 --   TEMPEST_REPLY_TIMEOUT_S  seconds to wait for a reply before reconnecting (default 3.5)
 --   TEMPEST_STOP_FILE        when this file appears, send a last frame and exit MAME
 --   TEMPEST_ANY_SYSTEM=1     run on a system other than Tempest (tests on the `arb` driver)
+--   TEMPEST_OVERLAY=1        draw the overlay (display.lua): game state, enemies, the server's
+--                            action and the expert's advice; it changes nothing that is sent
 --
 -- The running client is kept in the global `tempest_jax` (its notifier subscriptions must stay
 -- referenced, and tests inspect it).
@@ -19,6 +21,7 @@ local mame_api = require("mame_api")
 local connection = require("connection")
 local protocol = require("protocol")
 local client = require("client")
+local display = require("display")
 
 local function log(message)
   print("[tempest-jax] " .. message)
@@ -111,6 +114,18 @@ local function start()
   app.frame_subscription = mame_api.on_frame(guarded(on_frame))
   app.stop_subscription = mame_api.on_stop(guarded(stop))
   log(string.format("client started on %s, server %s:%d", system, host, port))
+  if display.enabled(os.getenv) then
+    -- Registered after the client's notifier: it draws what the client has just processed.
+    local ok, overlay = pcall(display.new, {machine = mame_api.machine(),
+                                            line_height = mame_api.ui_line_height(), log = log})
+    if ok then
+      app.overlay = overlay
+      app.overlay_subscription = mame_api.on_frame(function() overlay:draw(c) end)
+      log("overlay on, drawn on the " .. overlay.surface.kind)
+    else
+      log("overlay not started: " .. tostring(overlay))
+    end
+  end
   return app
 end
 

@@ -96,6 +96,14 @@ function mame_api.inputs(log)
   return inputs
 end
 
+-- MAME's UI line height as a fraction of the render target's height, or nil where this MAME
+-- does not offer it.
+function mame_api.ui_line_height()
+  local ok, height = pcall(function() return manager.ui.line_height end)
+  if ok and type(height) == "number" and height > 0 then return height end
+  return nil
+end
+
 -- End MAME now. os.exit rather than machine:exit(): Debian's MAME 0.251 crashes in its Lua
 -- library about half the time when an autoboot script's machine exits normally
 -- (reference/mame_testing.md); the price is that MAME does not save cfg/nvram on this path.

@@ -6,7 +6,8 @@
 -- os.exit(code): 0 when every image was processed and applied as expected.
 --
 -- Environment: BRIDGE_IMAGES (RAM images, RAM_SIZE bytes each), BRIDGE_RESULT (summary file),
--- plus main.lua's TEMPEST_SERVER and TEMPEST_ANY_SYSTEM=1.
+-- plus main.lua's TEMPEST_SERVER, TEMPEST_ANY_SYSTEM=1 and optionally TEMPEST_OVERLAY=1 (the
+-- summary then gives the overlay's draws and errors).
 
 local tests_dir = debug.getinfo(1, "S").source:match("^@(.*)[/\\]") or "."
 local client_dir = tests_dir .. "/../../tempest_jax/lua"  -- the production scripts
@@ -29,6 +30,11 @@ local function finish(code)
                         tempest_jax and tempest_jax.client.stats.frames or 0,
                         tempest_jax and tempest_jax.client.stats.sent or 0,
                         os.clock() - (cpu_start or os.clock())))
+  local overlay = tempest_jax and tempest_jax.overlay
+  if overlay then
+    f:write(string.format("overlay draws %d errors %d on %s\n", overlay.draws, overlay.errors,
+                          overlay.surface.kind))
+  end
   for _, p in ipairs(problems) do f:write(p, "\n") end
   f:close()
   os.exit(code)

@@ -116,8 +116,20 @@ function mocks.inputs()
   return inputs
 end
 
+-- A screen or render container that records draw_text calls ({x, y, text, fg, bg} each);
+-- `fail` makes every call raise.
+function mocks.surface(width, height, fail)
+  local surface = {calls = {}, width = width, height = height}
+  function surface.draw_text(_, x, y, text, fg, bg)
+    if fail then error("draw failed") end
+    surface.calls[#surface.calls + 1] = {x, y, text, fg, bg}
+  end
+  return surface
+end
+
 -- Minimal `emu` and `manager` globals for mame_api.lua and main.lua. `modern` selects the
--- add_machine_* notifier API (current MAME) instead of register_* (MAME 0.251).
+-- add_machine_* notifier API (current MAME) instead of register_* (MAME 0.251). `screens`
+-- (tag -> mocks.surface), `ui_container` and `ui` (MAME's UI manager) serve the overlay.
 function mocks.mame(opts)
   local m = {frame_callbacks = {}, stop_callbacks = {}, sockets = opts.sockets,
              field_values = {}}
@@ -161,8 +173,10 @@ function mocks.mame(opts)
     system = {name = opts.system or "tempest1"},
     devices = {[":maincpu"] = {spaces = {program = opts.space}}},
     ioport = {ports = ports},
+    screens = opts.screens or {},
+    render = {ui_container = opts.ui_container},
   }
-  m.emu, m.manager = emu, {machine = machine}
+  m.emu, m.manager = emu, {machine = machine, ui = opts.ui}
   function m.install()
     _G.emu, _G.manager = m.emu, m.manager
   end

@@ -7,7 +7,7 @@ local client_dir = tests_dir .. "/../../tempest_jax/lua"  -- the production scri
 package.path = tests_dir .. "/?.lua;" .. client_dir .. "/?.lua;" .. package.path
 
 local SUITES = {"test_features", "test_state", "test_logic", "test_protocol", "test_connection",
-                "test_control", "test_client", "test_mame"}
+                "test_control", "test_client", "test_mame", "test_display"}
 
 local failed, passed = 0, 0
 for _, suite_name in ipairs(SUITES) do
