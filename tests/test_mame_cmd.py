@@ -89,3 +89,15 @@ def test_instance_failing_at_start_is_reported(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "exited with code 2 (required files missing)" in err
     assert "Required files are missing" in err
+
+
+def test_overlay_flag_reaches_the_instances_and_is_off_by_default(capsys, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.delenv(mame_cmd.OVERLAY_ENV, raising=False)
+    mame = fake_mame(tmp_path, f'echo "overlay=${mame_cmd.OVERLAY_ENV}" >> launched\n')
+    for flag, expected in (([], "overlay="), (["--overlay"], "overlay=1")):
+        state = tmp_path / f"state{len(flag)}"
+        assert main(["mame", "--mame", str(mame), "--seconds", "0.2", "--state-dir",
+                     str(state), *flag]) == 0, capsys.readouterr().err
+        lines = (state / "instance_0" / "launched").read_text().splitlines()
+        assert lines[1] == expected

@@ -9,9 +9,14 @@ ROM set (default tempest1) in --rompath.
 Ctrl-C (or --seconds running out) stops the instances cleanly: each one sends a last frame and
 exits MAME itself; any that has not exited after --stop-timeout is killed (MAME ignores SIGTERM).
 
+--overlay draws lua/display.lua's overlay over the game (state, enemy table, the server's
+action, the expert's advice; the same as TEMPEST_OVERLAY=1); it is seen only with a --video
+backend other than none, and changes nothing the instances send.
+
 Examples:
   tempest-jax mame --clients 4 --rompath ~/roms
   tempest-jax mame --clients 1 --rompath ~/roms --set server.port=9998 --video soft
+  tempest-jax mame --clients 1 --rompath ~/roms --video soft --overlay --throttle
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from tempest_jax import cli
 from tempest_jax.commands.lua_path_cmd import main_lua_path
 from tempest_jax.config import TOKEN_ENV
 
+OVERLAY_ENV = "TEMPEST_OVERLAY"  # read by display.lua
 # Where `mame` is looked for after PATH: Debian installs it in /usr/games, not on root's PATH.
 MAME_FALLBACKS = (Path("/usr/games/mame"),)
 MAME_MISSING_FILES = 2  # MAME's exit code for "Required files are missing"
@@ -60,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MAME -video backend; anything but 'none' opens windows")
     parser.add_argument("--throttle", action="store_true",
                         help="run at the game's real speed (default: as fast as possible)")
+    parser.add_argument("--overlay", action="store_true",
+                        help="draw the game state, enemies, the server's action and the "
+                             "expert's advice over the game (visible with --video soft etc.)")
     parser.add_argument("--seconds", type=float, default=0.0,
                         help="stop the instances after this long (default: run until Ctrl-C)")
     parser.add_argument("--stop-timeout", type=float, default=10.0, metavar="S",
@@ -165,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
     stop_file.unlink(missing_ok=True)
     address = server_address(cfg.server.host, cfg.server.port)
     env = {**base_env, "TEMPEST_SERVER": address, "TEMPEST_STOP_FILE": str(stop_file)}
+    if args.overlay:
+        env[OVERLAY_ENV] = "1"
     token = cfg.server.resolved_token()
     if token:  # server.token reaches main.lua the way $TEMPEST_TOKEN would
         env[TOKEN_ENV] = token
