@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from tempest_jax import features as F
+from tempest_jax.protocol import HEADER_FIELDS
 from tempest_jax.sim import shapes
 
 # Palette indices and colours (red/green multiples of 36, blue multiples of 85).
@@ -222,8 +223,6 @@ def decode(state, header: Mapping) -> Scene:
 
 def frame_header(frame) -> dict:
     """The header fields of a protocol.Frame (or any object with those attributes)."""
-    from tempest_jax.protocol import HEADER_FIELDS
-
     return {name: getattr(frame, name) for name in HEADER_FIELDS[1:]}
 
 
