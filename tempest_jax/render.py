@@ -69,6 +69,7 @@ GAMESTATE_NAMES = {
     0x16: "LEVEL SELECT", 0x18: "ZOOM IN", 0x1A: "ATTRACT", 0x1C: "LEVEL SELECT",
     0x1E: "GET READY", 0x20: "ZOOM", 0x22: "SERVICE", 0x24: "HIGH SCORE",
 }
+BURST_RAYS = 8
 
 
 def _burst(radius: float, turn: int) -> list[tuple[float, float]]:
@@ -79,8 +80,7 @@ def _burst(radius: float, turn: int) -> list[tuple[float, float]]:
 
 # Glyphs as polylines in lane units: (a, b) is the point L + a·u + b·n, where L and R are the
 # lane's two edges at the glyph's depth, u = R - L and n is u turned a quarter away from the
-# tube's far end (so b > 0 points out of the tube at the rim).
-BURST_RAYS = 8
+# tube's vanishing point (so b > 0 points out of the tube at the rim).
 _spiral = np.linspace(0, 3 * np.pi, 13)
 GLYPH_POINTS = {
     "flipper": [(0, 0.18), (1, -0.18), (1, 0.18), (0, -0.18), (0, 0.18)],
