@@ -1,8 +1,10 @@
 """Videos: one picture per game tick, from `sim play --video` and `eval --video`.
 
-The compiled rollouts are the slow part (tens of seconds each): the tests share them. The
-recorded expert game (one game, recorder on) is the same rollout `sim play --policy expert
---games 1 --video` and `eval --video-policy both --episodes 1` run, so it compiles once.
+The compiled rollouts are the slow part (tens of seconds each): the tests share them. Four
+games with the first one recorded, as the expert game below plays, is the same rollout as
+`sim play --policy expert --games 4 --video-games 1` and as the expert's in `eval --episodes 4
+--video-policy both`, so it compiles once; the random policy's rollout in that evaluation is
+the one tests/test_train_sim_eval.py's evaluation compiled (four games, nothing recorded).
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ pytestmark = [pytest.mark.timeout(600),
               pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")]
 
 
+GAMES = 4
+
+
 @pytest.fixture(scope="module")
 def expert_game():
-    """One whole expert game (seed 0) recorded tick by tick, and its statistics."""
+    """The first of four expert games (seed 0), a whole game recorded tick by tick, and the
+    four games' statistics."""
     recorder = play.FrameRecorder(1)
-    stats = play.play("expert", 1, max_ticks=20_000, recorder=recorder)
+    stats = play.play("expert", GAMES, max_ticks=20_000, recorder=recorder)
     return recorder.recordings()[0], stats
 
 
@@ -61,7 +67,7 @@ def test_recorder_keeps_every_tick_of_the_game(expert_game):
     # The first picture is the new game's frame, then one frame per tick, in order.
     np.testing.assert_array_equal(recording.header["frame"], np.arange(1, len(recording) + 1))
     assert recording.header["level"].max() + 1 == stats["level"][0]
-    assert (recording.header["score"][-1] <= stats["score"][0])
+    assert recording.header["score"][-1] <= stats["score"][0]
 
 
 def test_gif_has_one_exact_picture_per_tick(expert_game, tmp_path):
@@ -101,8 +107,8 @@ def test_writer_rejects_wrong_images_and_names(tmp_path):
 
 def test_sim_play_writes_a_gif_with_one_image_per_tick(expert_game, tmp_path, capsys):
     path = tmp_path / "expert.gif"
-    assert main(["sim", "play", "--policy", "expert", "--games", "1", "--max-ticks", "500",
-                 "--video", str(path), "--json"]) == 0
+    assert main(["sim", "play", "--policy", "expert", "--games", str(GAMES), "--max-ticks",
+                 "500", "--video", str(path), "--json"]) == 0
     video = json.loads(capsys.readouterr().out)["video"]
     assert video["ticks"] == {"expert": [500]} and video["images"] == 500
     assert video["pictures_per_s"] > 0
@@ -133,7 +139,7 @@ def tiny_run(tmp_path_factory):
 
 def test_eval_writes_an_mp4_of_network_and_expert(tiny_run, tmp_path, capsys):
     path = tmp_path / "eval.mp4"
-    assert main(["eval", str(tiny_run), "--episodes", "1", "--max-ticks", "500",
+    assert main(["eval", str(tiny_run), "--episodes", str(GAMES), "--max-ticks", "500",
                  "--video", str(path), "--video-policy", "both", "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
     video = results["video"]
@@ -153,7 +159,7 @@ def test_eval_writes_an_mp4_of_network_and_expert(tiny_run, tmp_path, capsys):
 def test_video_options_are_checked(tiny_run, tmp_path):
     with pytest.raises(SystemExit, match=r"\.mp4 or \.gif"):
         main(["eval", str(tiny_run), "--episodes", "1", "--video", str(tmp_path / "a.avi")])
-    with pytest.raises(SystemExit, match="more than the 1 games"):
+    with pytest.raises(SystemExit, match="more than the 1 games played"):
         main(["eval", str(tiny_run), "--episodes", "1", "--video", str(tmp_path / "a.mp4"),
               "--video-games", "2"])
     with pytest.raises(SystemExit, match="--env sim only"):
@@ -162,10 +168,18 @@ def test_video_options_are_checked(tiny_run, tmp_path):
         main(["sim", "play", "--video", str(tmp_path / "a.gif"), "--video-size", "101"])
 
 
-def test_render_bench_reports_its_figures(expert_game, capsys):
-    assert main(["bench", "render", "--json", "--levels", "1", "--seconds", "0.05"]) == 0
+def test_render_bench_reports_its_figures(expert_game, capsys, monkeypatch):
+    """The bench's measurements, on the recorded game's frames (recording them is the
+    simulator's part, compiled and tested above)."""
+    from tempest_jax.bench import render_bench
+
+    recording = expert_game[0]
+    frames = [(recording.state[t], recording.header_at(t), int(recording.action[t]))
+              for t in range(0, len(recording), 10)]
+    monkeypatch.setattr(render_bench, "recorded_frames", lambda levels, ticks: frames)
+    assert main(["bench", "render", "--json", "--seconds", "0.05"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["bench"] == "render" and report["settings"]["frames"] == 500
+    assert report["bench"] == "render" and report["settings"]["frames"] == len(frames)
     assert set(report["figures"]) == {"frames_per_s", "frames_per_s_overlay",
                                       "frames_per_s_mp4", "frames_per_s_gif"}
     assert all(rate > 0 for rate in report["figures"].values())
