@@ -8,7 +8,8 @@ local mocks = require("mocks")
 local scenes = require("scenes")
 local check = require("check")
 
-local MAIN = (debug.getinfo(1, "S").source:match("^@(.*)[/\\]") or ".") .. "/../main.lua"
+local MAIN = (debug.getinfo(1, "S").source:match("^@(.*)[/\\]") or ".")
+             .. "/../../tempest_jax/lua/main.lua"
 
 local function reply(spinner) return string.pack("bbbBB", 1, 0, spinner, 1, 13) end
 
