@@ -42,9 +42,6 @@ from tempest_jax.features import JOINT_SPINNER, NUM_ACTIONS, STATE_SIZE
 from tempest_jax.networks import TempestNetwork
 
 DATA_AXIS = "data"
-# Below this spread of Q over actions the BC logits are not amplified further, so a network
-# whose actions all have (nearly) the same value gets a bounded BC gradient.
-BC_MIN_Q_SPREAD = 1e-3
 METRIC_NAMES = ("loss", "rl_loss", "bc_loss", "grad_norm", "q_mean", "q_min", "q_max", "lr",
                 "skipped", "agreement")
 
@@ -96,17 +93,15 @@ def expected_q(logits: jax.Array, support: jax.Array) -> jax.Array:
 
 
 def bc_cross_entropy(q: jax.Array, action: jax.Array, temperature: float) -> jax.Array:
-    """Per-row cross-entropy of the stored action under a softmax of standardised Q-values.
+    """Per-row cross-entropy of the stored action under a softmax of Q / `temperature`.
 
-    Raw expected Q-values as logits (the original Tempest AI's BC term) make the term's strength
-    grow and shrink with the return scale. Here Q is centred and divided by its
-    spread over the actions before the temperature: the loss is invariant to any affine rescaling
-    of the values, and it is bounded below (one action can be at most √(A−1) spreads above the
-    mean), so BC ranks the expert's action first without pushing values to extremes.
+    The temperature is fixed, so the loss's gradient with respect to Q, (softmax − one-hot) /
+    temperature, is bounded (its norm is at most √2 / temperature) whatever the spread of Q over
+    the actions: the BC weight scales the BC gradient by what it says, early in training (Q
+    values close together) as late. (Dividing by the spread instead, to make the loss scale-free,
+    multiplies the gradient by 1/spread, and a row whose values are all equal makes it NaN.)
     """
-    centred = q - jnp.mean(q, axis=-1, keepdims=True)
-    spread = jnp.sqrt(jnp.mean(jnp.square(centred), axis=-1, keepdims=True))
-    logits = centred / (jnp.maximum(spread, BC_MIN_Q_SPREAD) * temperature)
+    logits = q / temperature
     chosen = jnp.take_along_axis(logits, action[:, None], axis=-1)[:, 0]
     return jax.nn.logsumexp(logits, axis=-1) - chosen
 

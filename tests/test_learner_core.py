@@ -159,12 +159,43 @@ def test_bc_loss_only_on_expert_rows(table_learner):
     assert float(total) == float(aux["rl_loss"])
 
 
-def test_bc_loss_is_scale_free():
+def test_bc_gradient_does_not_grow_as_the_q_values_close_up():
+    """The BC weight means what it says: the gradient of the BC loss with respect to Q keeps
+    its size whether the values of the actions are far apart or nearly equal (a loss on
+    standardised Q grows like 1/spread: ×1000 at a spread of 1e-3)."""
     rng = np.random.default_rng(5)
-    q = jnp.asarray(rng.normal(0, 1, (6, 44)), jnp.float32)
+    direction = rng.normal(0, 1, (6, 44))
+    direction /= direction.std(axis=-1, keepdims=True)
     action = jnp.asarray(rng.integers(0, 44, 6))
-    np.testing.assert_allclose(bc_cross_entropy(50.0 * q - 3.0, action, 1.0),
-                               bc_cross_entropy(q, action, 1.0), rtol=1e-4)
+    grad = jax.grad(lambda q: jnp.sum(bc_cross_entropy(q, action, 1.0)))
+    norms = {spread: np.linalg.norm(grad(jnp.asarray(5.0 + spread * direction, jnp.float32)),
+                                    axis=-1)
+             for spread in (1e-3, 0.1, 1.0)}
+    for spread, norm in norms.items():
+        assert np.all(norm <= np.sqrt(2) + 1e-6), (spread, norm)
+        assert np.all(norm >= 0.5), (spread, norm)  # a real gradient, not a vanishing one
+    np.testing.assert_allclose(norms[1e-3], norms[0.1], rtol=0.05)
+    # Shifting every value of a row changes nothing.
+    q = jnp.asarray(direction, jnp.float32)
+    np.testing.assert_allclose(bc_cross_entropy(q + 7.0, action, 1.0),
+                               bc_cross_entropy(q, action, 1.0), rtol=1e-5)
+
+
+def test_a_row_with_equal_values_for_every_action_leaves_the_update_finite(table_learner):
+    """A state whose Q-values are equal across actions (here: a zero observation, so the table
+    network's logits are all zero) must not turn the update into NaN and have it skipped, with
+    or without expert rows and BC weight."""
+    learner, _, _ = table_learner
+    batch = random_batch(np.random.default_rng(11), 4, OBS, ACTIONS)
+    obs = batch.obs.copy()
+    obs[1] = 0.0
+    for is_expert, bc_weight in ((np.zeros(4, bool), 0.0), (np.ones(4, bool), 1.0)):
+        state = learner.init(jax.random.key(12))
+        state, metrics, priorities = learner.update(
+            state, batch._replace(obs=obs, is_expert=is_expert), bc_weight=bc_weight)
+        assert float(metrics["skipped"]) == 0.0 and int(state.step) == 1
+        assert np.all(np.isfinite(np.asarray(priorities)))
+        assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
 
 
 def test_non_finite_update_is_skipped_and_counted(table_learner):
