@@ -53,12 +53,36 @@ class Overrides(NamedTuple):
                          np.bool_(self.pulse))
 
 
+class Segments(NamedTuple):
+    """Per stream (a simulator game, a client): the uniform draw in [0, 1) that decides who acts
+    (the expert when it is below the expert ratio), and the frames left before the next draw.
+    One actor plays a whole segment, so n-step returns, which end where the actor changes,
+    span their full horizon instead of the one or two frames a per-frame draw leaves them."""
+
+    draw: Any  # (S,) float32
+    left: Any  # (S,) int32
+
+
+def advance_segments(segments: Segments, fresh: Any, done: Any, length: int,
+                     xp=jnp) -> tuple[Segments, Any]:
+    """The segments after one frame of each row, and the draws that frame acts on. A row with
+    no frames left takes its `fresh` draw for the next `length` frames; a life's end (`done`)
+    ends the segment, so every life starts with a new draw. numpy (`xp=np`, the server, on the
+    host) or jax (the simulator's rollout) alike."""
+    new = segments.left <= 0
+    draw = xp.where(new, fresh, segments.draw)
+    left = xp.where(new, length, segments.left) - 1
+    return Segments(draw, xp.where(done, 0, left)), draw
+
+
 def select_actions(key: jax.Array, greedy: jax.Array, expert_joint: jax.Array,
                    expert_zap: jax.Array, gamestate: jax.Array, frames: jax.Array,
-                   overrides: Overrides, cfg: ScheduleConfig) -> tuple[jax.Array, jax.Array]:
+                   overrides: Overrides, cfg: ScheduleConfig,
+                   expert_draw: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(joint actions, is_expert) for one batch; every argument but `key`, `frames`,
-    `overrides` and `cfg` has one row per frame."""
-    chex.assert_equal_shape([greedy, expert_joint, expert_zap, gamestate])
+    `overrides` and `cfg` has one row per frame. A row's expert acts when its segment's
+    `expert_draw` is below the expert ratio."""
+    chex.assert_equal_shape([greedy, expert_joint, expert_zap, gamestate, expert_draw])
     n = greedy.shape[0]
     zoom = gamestate == F.GAMESTATE_ZOOM
     # Float32 frame counts lose integer precision past 16M frames; schedules do not need it,
@@ -69,8 +93,8 @@ def select_actions(key: jax.Array, greedy: jax.Array, expert_joint: jax.Array,
                       schedules.expert_ratio(frames, cfg, zoom=zoom))
     eps = jnp.where(overrides.epsilon >= 0, overrides.epsilon,
                     schedules.epsilon(frames, cfg, zoom=zoom, pulse_until=pulse_until))
-    k_expert, k_explore, k_fire, k_zap, k_spin, k_gate = jax.random.split(key, 6)
-    use_expert = jax.random.uniform(k_expert, (n,)) < ratio
+    k_explore, k_fire, k_zap, k_spin, k_gate = jax.random.split(key, 5)
+    use_expert = expert_draw < ratio
     explore = jax.random.uniform(k_explore, (n,)) < eps
     random_joint = F.joint_index(
         jax.random.bernoulli(k_fire, 0.5, (n,)).astype(jnp.int32),
@@ -202,7 +226,9 @@ class ParamStore:
 
 
 # Columns of the server's packed per-row input and scalar input (one host transfer each).
-ROW_EXPERT_JOINT, ROW_EXPERT_ZAP, ROW_GAMESTATE = range(3)
+ROW_EXPERT_JOINT, ROW_EXPERT_ZAP, ROW_GAMESTATE, ROW_EXPERT_DRAW = range(4)
+# The expert draw travels as an integer in [0, 2^24): exact in float32.
+DRAW_SCALE = 1 << 24
 SCALAR_FRAMES, SCALAR_EPSILON, SCALAR_EXPERT_RATIO, SCALAR_PULSE = range(4)
 # The packed output: joint action in the low byte, is_expert above it.
 IS_EXPERT_BIT = 8
@@ -213,7 +239,8 @@ def make_act_fn(inference: Inference, cfg: ScheduleConfig):
     over a batch whose size is a multiple of `inference.row_multiple`.
 
     Inputs are packed so one call costs three small host-to-device copies and one copy back:
-    `rows` (B, 3) int32 holds the expert's joint action, its zap flag and the game state;
+    `rows` (B, 4) int32 holds the expert's joint action, its zap flag, the game state and the
+    row's expert draw (× DRAW_SCALE);
     `scalars` (4,) float32 the global frame count and the operator overrides. The PRNG key
     stays on the device between calls. `packed` is joint | is_expert << IS_EXPERT_BIT.
     """
@@ -225,7 +252,8 @@ def make_act_fn(inference: Inference, cfg: ScheduleConfig):
                               scalars[SCALAR_PULSE] > 0)
         joint, is_expert = select_actions(
             act_key, greedy_joint, rows[:, ROW_EXPERT_JOINT], rows[:, ROW_EXPERT_ZAP],
-            rows[:, ROW_GAMESTATE], scalars[SCALAR_FRAMES], overrides, cfg)
+            rows[:, ROW_GAMESTATE], scalars[SCALAR_FRAMES], overrides, cfg,
+            rows[:, ROW_EXPERT_DRAW].astype(jnp.float32) / DRAW_SCALE)
         return key, joint | (is_expert.astype(jnp.int32) << IS_EXPERT_BIT)
 
     rows, replicated = inference.rows, inference.replicated
@@ -244,10 +272,12 @@ def bucket_size(n: int, multiple: int) -> int:
 class ServerPolicy:
     """The server's policy: batched, jitted, device-parallel inference with the schedules
     driven by the global frame count (every frame served counts). `overrides` is called once
-    per batch for the operator's current settings."""
+    per batch for the operator's current settings. Each client id keeps its actor for a segment
+    of `cfg.expert_segment_frames` frames (`Segments`; a new client that takes a departed one's
+    id finishes that segment)."""
 
     def __init__(self, inference: Inference, params: ParamStore, cfg: ScheduleConfig,
-                 seed: int = 0, frames: int = 0,
+                 key: jax.Array, frames: int = 0,
                  overrides: Callable[[], Overrides] = Overrides):
         self.inference = inference
         self.params = params
@@ -255,15 +285,17 @@ class ServerPolicy:
         self.frames = frames
         self.overrides = overrides
         self._act = make_act_fn(inference, cfg)
-        self._key = jax.device_put(jax.random.key(seed), inference.replicated)
+        self._key = jax.device_put(key, inference.replicated)
         self._inputs: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per padded size
+        self._segments = Segments(np.zeros(0, np.int64), np.zeros(0, np.int64))
+        self._rng = np.random.default_rng(np.asarray(jax.random.key_data(key)))
 
     def _buffers(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         """Reused host input buffers for one padded size (safe to refill: the server waits
         for each batch's output before it starts the next)."""
         if size not in self._inputs:
             self._inputs[size] = (np.zeros((size, self.inference.obs_size), np.float32),
-                                  np.zeros((size, 3), np.int32))
+                                  np.zeros((size, 4), np.int32))
         return self._inputs[size]
 
     def compile_batches(self, max_rows: int) -> list[int]:
@@ -290,6 +322,7 @@ class ServerPolicy:
             batch.expert_zap)
         rows[:n, ROW_EXPERT_ZAP] = batch.expert_zap
         rows[:n, ROW_GAMESTATE] = batch.gamestate
+        rows[:n, ROW_EXPERT_DRAW] = self._expert_draws(client_ids, batch.done != 0)
         overrides = self.overrides()
         scalars = np.array([self.frames, overrides.epsilon, overrides.expert_ratio,
                             overrides.pulse], np.float32)
@@ -306,3 +339,15 @@ class ServerPolicy:
 
     def __call__(self, client_ids: np.ndarray, batch: FrameBatch) -> PolicyOutput:
         return self.start(client_ids, batch)()
+
+    def _expert_draws(self, client_ids: np.ndarray, done: np.ndarray) -> np.ndarray:
+        """This batch's expert draws (× DRAW_SCALE), its clients' segments advanced."""
+        if client_ids.size and client_ids.max() >= self._segments.draw.size:
+            grow = int(client_ids.max()) + 1 - self._segments.draw.size
+            self._segments = Segments(*(np.concatenate([a, np.zeros(grow, a.dtype)])
+                                        for a in self._segments))
+        fresh = self._rng.integers(0, DRAW_SCALE, client_ids.size)
+        mine = Segments(self._segments.draw[client_ids], self._segments.left[client_ids])
+        mine, draw = advance_segments(mine, fresh, done, self.cfg.expert_segment_frames, xp=np)
+        self._segments.draw[client_ids], self._segments.left[client_ids] = mine
+        return draw

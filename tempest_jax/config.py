@@ -146,7 +146,8 @@ class LearnerConfig(_Section):
     grad_clip: float = _opt(5.0, lo=0.0, doc="global gradient-norm clip")
     target_update: int = _opt(2_500, lo=1, doc="updates between hard target syncs")
     updates_per_dispatch: int = _opt(8, lo=1, hi=1024, doc="K updates per jitted call")
-    bc_temperature: float = _opt(1.0, lo=1e-6, doc="temperature of the scale-free BC loss")
+    bc_temperature: float = _opt(1.0, lo=1e-6, doc="BC loss: cross-entropy of the expert's "
+                                 "action under softmax(Q / bc_temperature)")
     publish_interval: int = _opt(100, lo=1, doc="updates between parameter publishes")
     inference_dtype: str = _opt("auto", choices=("auto", "float32", "bfloat16"),
                                 doc="matmul dtype of the actors' forward pass (float32 "
@@ -168,6 +169,9 @@ class ScheduleConfig(_Section):
     expert_end: float = _opt(0.02, lo=0.0, hi=1.0)
     expert_frames: int = _opt(5_000_000, lo=1)
     expert_zoom_mult: float = _opt(2.0, lo=0.0)
+    expert_segment_frames: int = _opt(120, lo=1, doc="frames a game keeps one actor (expert or "
+                                      "network) before the next draw, and a new draw at each "
+                                      "life's start; at least replay.n_step")
     bc_weight_start: float = _opt(1.0, lo=0.0)
     bc_weight_end: float = _opt(0.001, lo=0.0)
     bc_decay_start: int = _opt(500_000, lo=0)
@@ -290,6 +294,11 @@ class Config:
         if self.network.attn_dim % self.network.attn_heads:
             raise ConfigError(f"network.attn_dim ({self.network.attn_dim}) must be a multiple "
                               f"of network.attn_heads ({self.network.attn_heads})")
+        if self.schedule.expert_segment_frames < self.replay.n_step:
+            raise ConfigError(f"schedule.expert_segment_frames "
+                              f"({self.schedule.expert_segment_frames}) must be at least "
+                              f"replay.n_step ({self.replay.n_step}): n-step returns end where "
+                              "the actor changes")
         if self.learner.lr_min > self.learner.lr:
             raise ConfigError(f"learner.lr_min ({self.learner.lr_min}) must not exceed "
                               f"learner.lr ({self.learner.lr})")

@@ -235,8 +235,11 @@ def expert_joint_action(target, player, is_open, fire, zap, xp=np):
     return joint_index(fire, zap, expert_spinner_index(rel, xp=xp))
 
 
-def action_applied(gamestate, game_mode):
+def action_applied(gamestate, game_mode, state):
     """Whether the game executed the commanded action on this frame: a real game (not attract
-    mode) in play or zoom. Only such frames become stored transitions (elementwise)."""
+    mode) in play or zoom, with the player alive (the game state stays "playing" through the
+    death explosion, and the controls do nothing then). Only such frames start stored
+    transitions (elementwise over rows of `state`, the state vectors)."""
     real_game = (game_mode & GAME_MODE_REAL_GAME_BIT) != 0
-    return real_game & ((gamestate == GAMESTATE_PLAYING) | (gamestate == GAMESTATE_ZOOM))
+    alive = state[..., LAYOUT["alive"].start] > 0.5
+    return real_game & alive & ((gamestate == GAMESTATE_PLAYING) | (gamestate == GAMESTATE_ZOOM))

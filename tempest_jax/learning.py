@@ -113,12 +113,13 @@ class Learning:
         with self.lock:
             state, metrics, priorities = self.learner.update_many(self.state, device_batch,
                                                                   bc_weight, lr_scale)
+            metrics = jax.device_get(metrics)
             self.state = state
+            # Applied updates, as the state's own step counts them (a skipped one is not).
+            self.updates += k - int(np.sum(metrics["skipped"]))
             priorities = distributed.local_rows(priorities, axis=1)
-            self.updates += k
         self.replay.buffer.update_priorities(batch.index, priorities)
-        means = {name: float(np.mean(values)) for name, values in
-                 jax.device_get(metrics).items()}
+        means = {name: float(np.mean(values)) for name, values in metrics.items()}
         self.metrics = dict(means, bc_weight=bc_weight)
         if self.updates % self.cfg.publish_interval < k:
             self.params.publish(self.inference.params(state.params))

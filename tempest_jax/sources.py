@@ -30,7 +30,15 @@ from jax.sharding import PartitionSpec as P
 
 from tempest_jax import features as F
 from tempest_jax import sim
-from tempest_jax.actor import Inference, ParamStore, ServerPolicy, greedy, select_actions
+from tempest_jax.actor import (
+    Inference,
+    ParamStore,
+    Segments,
+    ServerPolicy,
+    advance_segments,
+    greedy,
+    select_actions,
+)
 from tempest_jax.config import Config, EnvConfig, RewardConfig, ScheduleConfig, ServerConfig
 from tempest_jax.control import Controls, OperatorSettings
 from tempest_jax.metrics import EpisodeStats
@@ -75,9 +83,9 @@ def make_source(cfg: Config, links: RunLinks, keys: KeyStream, frames: int) -> F
     """The source `env.source` names; `frames`: this process's frames so far."""
     if cfg.env.source == "sim":
         return SimSource(cfg.env, cfg.schedule, cfg.reward, links, keys, frames)
-    # Its own key stream per process; schedules follow this process's frames.
-    return ServerSource(cfg.server, cfg.schedule, cfg.reward, links,
-                        seed=cfg.learner.seed + (jax.process_index() << 16), frames=frames)
+    # Schedules follow this process's frames; its key comes from the run's (per-process) key
+    # stream, like the simulator's, never the parameters' initialisation key.
+    return ServerSource(cfg.server, cfg.schedule, cfg.reward, links, keys.next(), frames=frames)
 
 
 class KeyStream:
@@ -111,15 +119,18 @@ class SimSource:
         key = jax.random.fold_in(keys.next(), env.seed)
         self.state, self.frame = jax.device_put(
             sim.reset(key, self.num_games, env.start_level), self._games)
+        self.segments = jax.device_put(Segments(jnp.zeros(self.num_games, jnp.float32),
+                                                jnp.zeros(self.num_games, jnp.int32)),
+                                       self._games)
         self.start_level = env.start_level
         self._rollout = _make_rollout(inference, schedule, self.steps, self._games)
 
     def collect(self) -> None:
         links = self.links
         params, _ = links.params.get()
-        self.state, self.frame, outs = self._rollout(
-            params, self.state, self.frame, self.keys.next(), np.float32(links.run_frames()),
-            links.controls.overrides().as_arrays())
+        self.state, self.frame, self.segments, outs = self._rollout(
+            params, self.state, self.frame, self.segments, self.keys.next(),
+            np.float32(links.run_frames()), links.controls.overrides().as_arrays())
         out = jax.device_get(outs)
         streams = np.arange(self.num_games)
         reward = scaled_reward(out["obj"], out["subj"], self.reward)
@@ -158,33 +169,40 @@ class SimSource:
 
 def _make_rollout(inference: Inference, schedule: ScheduleConfig, steps: int,
                   games: NamedSharding):
-    """rollout(params, state, frame, key, frames, overrides) -> (state, frame, per-tick
-    outputs with leading shape (steps, num_games)), jitted with the games' layout."""
+    """rollout(params, state, frame, segments, key, frames, overrides) -> (state, frame,
+    segments, per-tick outputs with leading shape (steps, num_games)), jitted with the games'
+    layout."""
 
     def tick(carry, key):
-        params, state, frame, frames, overrides = carry
+        params, state, frame, segments, frames, overrides = carry
+        draw_key, key = jax.random.split(key)
+        segments, draw = advance_segments(
+            segments, jax.random.uniform(draw_key, segments.draw.shape), frame.done != 0,
+            schedule.expert_segment_frames)
         joint, is_expert = select_actions(
             key, greedy(inference.network.apply, params, frame.state, inference.support),
             sim.expert_actions(frame).astype(jnp.int32), frame.expert_zap.astype(jnp.int32),
-            frame.gamestate.astype(jnp.int32), frames, overrides, schedule)
+            frame.gamestate.astype(jnp.int32), frames, overrides, schedule, draw)
         out = {"obs": frame.state.astype(jnp.float16), "action": joint.astype(jnp.uint8),
                "is_expert": is_expert, "obj": frame.obj_reward, "subj": frame.subj_reward,
                "done": frame.done != 0,
-               "applied": F.action_applied(frame.gamestate, frame.game_mode),
+               "applied": F.action_applied(frame.gamestate, frame.game_mode, frame.state),
                "score": frame.score, "level": frame.level}
         state, frame = sim.step(state, joint)
-        return (params, state, frame, frames + joint.shape[0], overrides), out
+        return (params, state, frame, segments, frames + joint.shape[0], overrides), out
 
-    def rollout(params, state, frame, key, frames, overrides):
-        (_, state, frame, _, _), outs = jax.lax.scan(
-            tick, (params, state, frame, frames, overrides), jax.random.split(key, steps))
-        return state, frame, outs
+    def rollout(params, state, frame, segments, key, frames, overrides):
+        (_, state, frame, segments, _, _), outs = jax.lax.scan(
+            tick, (params, state, frame, segments, frames, overrides),
+            jax.random.split(key, steps))
+        return state, frame, segments, outs
 
     per_tick = NamedSharding(games.mesh, P(None, *games.spec))
     replicated = inference.replicated
-    return jax.jit(rollout, donate_argnums=(1, 2),
-                   in_shardings=(replicated, games, games, replicated, replicated, replicated),
-                   out_shardings=(games, games, per_tick))
+    return jax.jit(rollout, donate_argnums=(1, 2, 3),
+                   in_shardings=(replicated, games, games, games, replicated, replicated,
+                                 replicated),
+                   out_shardings=(games, games, games, per_tick))
 
 
 class ServerSource:
@@ -193,9 +211,9 @@ class ServerSource:
     listens, so no client's first reply waits for XLA) and the replay writer thread."""
 
     def __init__(self, cfg: ServerConfig, schedule: ScheduleConfig, reward: RewardConfig,
-                 links: RunLinks, seed: int, frames: int = 0):
+                 links: RunLinks, key: jax.Array, frames: int = 0):
         self.stop = links.stop
-        self.policy = ServerPolicy(links.inference, links.params, schedule, seed=seed,
+        self.policy = ServerPolicy(links.inference, links.params, schedule, key=key,
                                    frames=frames, overrides=links.controls.overrides)
         started = time.monotonic()
         sizes = self.policy.compile_batches(min(cfg.max_clients, cfg.max_batch))

@@ -13,7 +13,9 @@ from tempest_jax.actor import (
     Inference,
     Overrides,
     ParamStore,
+    Segments,
     ServerPolicy,
+    advance_segments,
     bucket_size,
     resolve_inference_dtype,
     select_actions,
@@ -28,7 +30,9 @@ N = 4000
 
 @jax.jit
 def _select(key, greedy, expert, expert_zap, gamestate, frames, overrides):
-    return select_actions(key, greedy, expert, expert_zap, gamestate, frames, overrides, CFG)
+    draw = jax.random.uniform(jax.random.fold_in(key, 1), greedy.shape)
+    return select_actions(key, greedy, expert, expert_zap, gamestate, frames, overrides, CFG,
+                          draw)
 
 
 def run(greedy=0, expert=0, expert_zap=0, gamestate=F.GAMESTATE_PLAYING, frames=0,
@@ -92,6 +96,44 @@ def test_pulse_raises_epsilon():
     assert 1 - np.mean(joint == 7) < 0.02
 
 
+def test_segments_keep_one_draw_for_their_length_and_end_with_a_life():
+    """Four streams over six frames, segments of 3 frames; stream 2's life ends at frame 1.
+    A draw taken at frame t is 10·(t+1) + stream: each cell shows the draw a frame acts on.
+
+        frame      0   1   2   3   4   5
+        stream 0  10  10  10  40  40  40
+        stream 1  11  11  11  41  41  41
+        stream 2  12  12  32  32  32  62   (done at frame 1: a new segment at frame 2)
+        stream 3  13  13  13  43  43  43
+    """
+    segments = Segments(np.zeros(4), np.zeros(4, np.int64))
+    seen = []
+    for t in range(6):
+        fresh = 10.0 * (t + 1) + np.arange(4)
+        done = np.array([False, False, t == 1, False])
+        segments, draw = advance_segments(segments, fresh, done, 3, xp=np)
+        seen.append(draw.tolist())
+    assert np.array(seen).T.tolist() == [[10, 10, 10, 40, 40, 40], [11, 11, 11, 41, 41, 41],
+                                         [12, 12, 32, 32, 32, 62], [13, 13, 13, 43, 43, 43]]
+
+
+def test_a_served_client_keeps_its_actor_for_a_whole_segment(smoke_learner):
+    """With the expert ratio at 0.5, who acts for a client changes only at its segment
+    boundaries (every schedule.expert_segment_frames frames), never within one."""
+    _, _, inference, state = smoke_learner
+    length = 12
+    schedule = load_config("smoke", [f"schedule.expert_segment_frames={length}"]).schedule
+    policy = ServerPolicy(inference, ParamStore(inference.params(state.params)), schedule,
+                          key=jax.random.key(2), overrides=lambda: Overrides(0.0, 0.5))
+    batch = P.decode_wire(random_wire_frames(8, seed=4))
+    batch = P.FrameBatch(header={**batch.header, "done": np.zeros(8, np.uint8)},
+                         state=batch.state, valid=batch.valid)
+    actors = np.array([policy(np.arange(8), batch).is_expert for _ in range(10 * length)])
+    for segment in actors.reshape(10, length, 8):
+        assert (segment == segment[0]).all()
+    assert 0 < actors.mean() < 1, "both actors play some segments"
+
+
 def test_bucket_sizes():
     assert [bucket_size(n, 1) for n in (1, 3, 8, 9, 16, 17, 100)] == [1, 4, 8, 16, 16, 32, 128]
     assert bucket_size(5, 3) == 9
@@ -108,7 +150,7 @@ def smoke_learner(request):
 def test_server_policy_acts_on_a_frame_batch(smoke_learner):
     cfg, learner, inference, state = smoke_learner
     params = inference.params(state.params)
-    policy = ServerPolicy(inference, ParamStore(params), cfg.schedule)
+    policy = ServerPolicy(inference, ParamStore(params), cfg.schedule, key=jax.random.key(1))
     batch = P.decode_wire(random_wire_frames(13))
     policy.overrides = lambda: Overrides(epsilon=0.0, expert_ratio=0.0)
     out = policy(np.arange(13), batch)

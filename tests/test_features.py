@@ -93,8 +93,10 @@ def test_presence_masks_use_depths_not_sentinels():
     assert not shots.any() and not enemy_shots.any()
 
 
-def test_action_applied_only_in_real_play_or_zoom():
-    gamestates = np.array([0x04, 0x20, 0x04, 0x06, 0x16, 0x12])
-    modes = np.array([0x80, 0x80, 0x00, 0x80, 0x80, 0x80])
-    assert F.action_applied(gamestates, modes).tolist() == [True, True, False, False, False,
-                                                              False]
+def test_action_applied_only_in_real_play_or_zoom_while_alive():
+    gamestates = np.array([0x04, 0x20, 0x04, 0x06, 0x16, 0x12, 0x04, 0x20])
+    modes = np.array([0x80, 0x80, 0x00, 0x80, 0x80, 0x80, 0x80, 0x80])
+    state = np.zeros((8, F.STATE_SIZE), np.float32)
+    state[:6, F.LAYOUT["alive"].start] = 1.0  # the last two: the death explosion
+    assert F.action_applied(gamestates, modes, state).tolist() == [
+        True, True, False, False, False, False, False, False]

@@ -55,7 +55,7 @@ def expected_transitions(frames_by_client: list[list[bytes]]) -> list[tuple]:
         emissions.append(acc.push(
             streams, batch.state.astype(np.float16), np.where(done, 0, output.joint),
             scaled_reward(batch.obj_reward, batch.subj_reward, CFG.reward), done,
-            output.is_expert, F.action_applied(batch.gamestate, batch.game_mode)))
+            output.is_expert, F.action_applied(batch.gamestate, batch.game_mode, batch.state)))
     emissions.append(acc.truncate(streams))
     e = Emission.concatenate(emissions)
     for i, row in enumerate(e.obs):

@@ -152,7 +152,7 @@ def test_expert_action_and_action_applied(rollout):
     want = F.expert_joint_action(frames.expert_target, frames.player_seg,
                                  frames.is_open != 0, frames.expert_fire, frames.expert_zap)
     np.testing.assert_array_equal(joint, want)
-    applied = F.action_applied(frames.gamestate, frames.game_mode)
+    applied = F.action_applied(frames.gamestate, frames.game_mode, frames.state)
     assert applied.any() and not applied.all()
 
 

@@ -48,7 +48,8 @@ def expected_transitions(cfg, sent, received) -> list[tuple]:
         emissions.append(acc.push(streams, batch.state.astype(np.float16),
                                   np.where(done, 0, joint), reward, done,
                                   np.zeros(CLIENTS, bool),
-                                  F.action_applied(batch.gamestate, batch.game_mode)))
+                                  F.action_applied(batch.gamestate, batch.game_mode,
+                                                   batch.state)))
     emissions.append(acc.truncate(streams))  # the clients disconnect at the end
     e = Emission.concatenate(emissions)
     for i, row in enumerate(e.obs):
@@ -67,6 +68,12 @@ def test_server_training_with_sim_clients_then_resume(tmp_path):
     trainer = Trainer(cfg, run_dir, install_signal_handlers=False)
     with TrainerThread(trainer) as run:
         address = run.wait_for_server()
+        # The server's actions draw from the run's key stream, never from the parameters'
+        # initialisation key (the root key's first split).
+        init_key = jax.random.split(jax.random.key(cfg.learner.seed))[1]
+        first_act_key = jax.random.split(trainer.source.policy._key)[1]
+        assert not np.array_equal(jax.random.key_data(first_act_key),
+                                  jax.random.key_data(init_key))
         # Replies never wait for a compile (the server compiled inference before serving);
         # the timeout only guards against a hang.
         played = run_sim_clients(address, CLIENTS, ticks=TICKS, record=True,

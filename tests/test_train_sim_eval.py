@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from tempest_jax import features as F
 from tempest_jax import protocol as P
 from tempest_jax.bench.protocol_bench import random_wire_frames
 from tempest_jax.cli import main
@@ -42,6 +43,22 @@ def test_sim_training_fills_replay_learns_and_checkpoints(sim_run):
     records = read_metrics(run_dir.metrics_file)
     assert records[-1]["final"] and records[-1]["frames"] == trainer.frames
     assert all(k in records[-1] for k in ("loss", "epsilon", "expert_ratio", "replay_size"))
+    # The updates counted are the applied ones, as the train state counts them.
+    assert trainer.updates == int(trainer.learning.state.step)
+
+
+def test_no_transition_starts_on_a_frame_the_player_is_dead_in(sim_run):
+    """The game state stays "playing" through the death explosion; those frames' actions do
+    nothing, so no stored transition may start on one. Each death is one terminal transition."""
+    trainer, _ = sim_run
+    buffer = trainer.replay.buffer
+    stored = np.flatnonzero(buffer.tree.leaves > 0)
+    alive = buffer.obs[stored, F.LAYOUT["alive"].start].astype(np.float32)
+    assert stored.size > 0 and np.all(alive == 1.0)
+    terminal = stored[buffer.discount[stored] == 0]
+    assert terminal.size > 0, "some game died within the run"
+    # A terminal transition's successor is the death frame itself: the player is dead there.
+    assert np.all(buffer.obs[buffer.next_slot[terminal], F.LAYOUT["alive"].start] == 0.0)
 
 
 def test_eval_plays_network_expert_and_random_on_the_same_games(sim_run, capsys):

@@ -56,7 +56,7 @@ def measure(args: argparse.Namespace):
     inference = Inference(learner, cfg.learner.inference_dtype)
     state = learner.init(jax.random.key(0))
     params = inference.params(state.params)
-    policy = ServerPolicy(inference, ParamStore(params), cfg.schedule)
+    policy = ServerPolicy(inference, ParamStore(params), cfg.schedule, key=jax.random.key(1))
     forward = jax.jit(inference.network.apply)
     wire = recorded_frames(max(args.batch), ticks=1)
     rows, figures = [], {}

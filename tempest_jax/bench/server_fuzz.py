@@ -312,7 +312,7 @@ def expected_digests(cfg, sent: np.ndarray, received: np.ndarray,
             streams, pool.state[index].astype(np.float16), np.where(done, 0, joint),
             scaled_reward(pool.obj_reward[index], pool.subj_reward[index], cfg.reward), done,
             np.zeros(HEALTHY_CLIENTS, bool),
-            F.action_applied(pool.gamestate[index], pool.game_mode[index])))
+            F.action_applied(pool.gamestate[index], pool.game_mode[index], pool.state[index])))
     emissions.append(acc.truncate(streams))
     e = Emission.concatenate(emissions)
     obs = {e.first_serial + i: row.tobytes() for i, row in enumerate(e.obs)}

@@ -73,7 +73,7 @@ class ReplaySink:
         done = batch.done != 0
         emission = self.replay.accumulator.push(
             client_ids, batch.state.astype(np.float16), output.joint, reward, done,
-            output.is_expert, F.action_applied(batch.gamestate, batch.game_mode))
+            output.is_expert, F.action_applied(batch.gamestate, batch.game_mode, batch.state))
         self.stats.grow(int(client_ids.max()) + 1)
         self.stats.add(client_ids, reward, output.is_expert, done, batch.score, batch.level,
                        self.frames_counter())

@@ -9,7 +9,8 @@ their own: after game over the next tick starts a new game (auto-reset). `frame`
 (float32[n, 195]); `ram_images(state.game)` gives the RAM images (uint8[n, 0x400]) that the
 Lua extraction reads on MAME. `features.expert_joint_action(frame.expert_target, frame.player_seg,
 frame.is_open, frame.expert_fire, frame.expert_zap, xp=jnp)` is the expert's action and
-`features.action_applied(frame.gamestate, frame.game_mode)` says whether a frame's action counts.
+`features.action_applied(frame.gamestate, frame.game_mode, frame.state)` says whether a frame's
+action counts.
 """
 
 from __future__ import annotations
