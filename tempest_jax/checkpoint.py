@@ -180,6 +180,11 @@ class Checkpointer:
                                     f"{self.directory}")
         return step
 
+    def counters(self, step: int) -> dict[str, Any]:
+        """The counters checkpoint `step` was saved with (without restoring its arrays)."""
+        return dict(self.manager.restore(step, args=ocp.args.Composite(
+            counters=ocp.args.JsonRestore()))["counters"])
+
     def _meta(self, step: int) -> dict[str, Any]:
         return self.manager.restore(step, args=ocp.args.Composite(
             config=ocp.args.JsonRestore()))["config"]

@@ -243,6 +243,13 @@ class RunConfig(_Section):
     checkpoint_interval_s: float = _opt(300.0, lo=1.0)
     keep_checkpoints: int = _opt(3, lo=1, hi=1000)
     log_interval_s: float = _opt(5.0, lo=0.1)
+    eval_interval: int = _opt(10_000, lo=0, doc="updates between periodic evaluations: the "
+                              "greedy network plays eval_games seeded simulator games in the "
+                              "background; the best scoring is kept as checkpoints/best (0 = off)")
+    eval_games: int = _opt(16, lo=1, hi=4096, doc="games of a periodic evaluation")
+    eval_seed: int = _opt(20_261_203, lo=0, doc="seed of the periodic evaluation's games (the "
+                          "same games every time)")
+    eval_max_ticks: int = _opt(20_000, lo=1, doc="a periodic evaluation's games stop after this")
     stall_timeout_s: float = _opt(300.0, lo=0.0, doc="a run thread (server, replay writer, "
                                   "learner, ...) with work waiting and no progress for this "
                                   "long ends the run with an error; 0 = never")

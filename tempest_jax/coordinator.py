@@ -14,8 +14,10 @@ import dataclasses
 from contextlib import AbstractContextManager
 from typing import Any
 
+import jax
 import numpy as np
 
+from tempest_jax.config import Config, ConfigError
 from tempest_jax.distributed import Agreement, Watchdog
 
 (FACT_READY, FACT_STOP, FACT_SAVE, FACT_FRAMES, FACT_REPLAY, FACT_TRANSITIONS,
@@ -25,6 +27,16 @@ FLOAT_LR_SCALE = 0
 MEAN_OVER_PROCESSES = ("reward_100k", "reward_1m", "reward_5m", "episode_reward",
                        "episode_length", "score", "level", "expert_share")
 MAX_OVER_PROCESSES = ("score_max", "level_max")
+
+
+def lockstep_for(cfg: Config) -> Lockstep | None:
+    """The run's lockstep with the other processes; None when it has none."""
+    if jax.process_count() == 1:
+        return None
+    if cfg.replay.snapshot:
+        raise ConfigError("replay.snapshot is not supported with distributed training yet: "
+                          "every process has its own replay shard")
+    return Lockstep(cfg.distributed.collective_timeout_s)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tempest_jax.config import DashboardConfig
 from tempest_jax.control import Controls
+from tempest_jax.metrics import RunMetrics
 from tempest_jax.supervisor import Supervisor, Watch
 
 log = logging.getLogger(__name__)
@@ -165,12 +166,15 @@ class Dashboard:
         self._server.watch.join(timeout=5)
 
 
-def start_dashboard(cfg: DashboardConfig, controls: Controls,
-                    supervisor: Supervisor) -> Dashboard | None:
-    """The run's dashboard on `controls`, or None (logged) when it cannot listen: training
-    goes on without it."""
+def start_dashboard(cfg: DashboardConfig, controls: Controls, supervisor: Supervisor,
+                    metrics: RunMetrics) -> Dashboard | None:
+    """The run's dashboard on `controls`, fed every record of `metrics`, or None (logged)
+    when it cannot listen: training goes on without it."""
     try:
-        return Dashboard(cfg, controls.state, controls.apply_settings, supervisor=supervisor)
+        dashboard = Dashboard(cfg, controls.state, controls.apply_settings,
+                              supervisor=supervisor)
+        metrics.listeners.append(dashboard.add)
+        return dashboard
     except OSError as e:
         log.error("%s; training goes on without the dashboard", e)
         return None

@@ -1,17 +1,23 @@
-"""Greedy evaluation of a checkpoint beside the expert and a random policy.
+"""Greedy evaluation of a checkpoint beside the expert and a random policy, and the periodic
+evaluation of a training run.
 
 On the simulator (`evaluate`) all three play the same games (same seed, so the same per-game
 randomness) from a new game to its first game over. Served to game clients (`evaluate_served`:
 MAME, or sim clients) the three take turns: each plays whole games (from the client's start of
 a real game to its return to attract mode) until it has finished the requested number. The
-network acts greedily (argmax of expected Q, no exploration, no expert).
+network acts greedily (argmax of expected Q, no exploration, no expert). During training,
+`PeriodicEvaluator` plays the network of the moment on the same seeded simulator games every
+`run.eval_interval` updates and keeps the best-scoring checkpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -22,14 +28,17 @@ from tempest_jax import features as F
 from tempest_jax import learner as learner_lib
 from tempest_jax.actor import Inference, greedy
 from tempest_jax.checkpoint import Checkpointer, Restored
-from tempest_jax.config import ServerConfig
+from tempest_jax.config import Config, ServerConfig
+from tempest_jax.learning import Learning
 from tempest_jax.policy import PolicyOutput
 from tempest_jax.protocol import FrameBatch
 from tempest_jax.resume import find_resume_point
 from tempest_jax.server import GameServer
 from tempest_jax.sim import play
+from tempest_jax.supervisor import Supervisor
 from tempest_jax.video import VideoRequest, write_video
 
+log = logging.getLogger(__name__)
 POLICY_ORDER = ("network", "expert", "random")
 
 
@@ -63,12 +72,32 @@ def greedy_policy(learner: learner_lib.Learner):
     return policy
 
 
-def restore_latest(path: str | Path) -> tuple[learner_lib.Learner, Restored]:
-    """The learner and newest complete checkpoint of a run, with the config it was saved with.
-    Torn checkpoints (a crash during a save) are skipped and reported, and left as they are: a
-    training job may be writing beside the evaluation."""
-    checkpointer = Checkpointer(checkpoint_dir(path), async_save=False)
+BEST = "best"  # checkpoints/best/: the periodic evaluation's best-scoring checkpoint
+
+
+def restore_checkpoint(path: str | Path, which: str = "latest"
+                       ) -> tuple[learner_lib.Learner, Restored]:
+    """The learner and a checkpoint of a run, with the config it was saved with. `which`:
+    "latest" (the newest complete one), "best" (the periodic evaluation's best, in
+    checkpoints/best/) or a step number. Torn checkpoints (a crash during a save) are skipped
+    and reported, and left as they are: a training job may be writing beside the evaluation."""
+    directory = checkpoint_dir(path)
+    if which == BEST:
+        directory = directory / BEST
+        if not directory.is_dir():
+            raise FileNotFoundError(f"{path} has no best checkpoint (checkpoints/{BEST}/): "
+                                    "its periodic evaluation (run.eval_interval) has not run")
+    elif which != "latest" and not which.isdigit():
+        raise ValueError(f"checkpoint must be latest, best or a step number, got {which!r}")
+    checkpointer = Checkpointer(directory, async_save=False)
     try:
+        if which.isdigit():
+            if int(which) not in checkpointer.all_steps():
+                raise FileNotFoundError(f"no checkpoint {which} in {directory} (it has "
+                                        f"{checkpointer.all_steps() or 'none'})")
+            cfg = checkpointer.saved_config(int(which))
+            learner = learner_lib.make_learner(cfg)
+            return learner, checkpointer.restore(learner, cfg, int(which))
         cfg = None
         for step in sorted(checkpointer.all_steps(), reverse=True):
             with contextlib.suppress(Exception):  # a torn step's config; the search reports it
@@ -93,13 +122,13 @@ def _progress_bar(name: str, finished: int, games: int, detail: str) -> None:
 
 def evaluate(path: str | Path, games: int, seed: int = 0, max_ticks: int = 100_000,
              start_level: int = 1, show_progress: bool = True,
-             video: VideoRequest | None = None) -> dict:
-    """Summaries (sim.play.summary) of the network, the expert and a random policy. With
-    `video`, the first `video.games` games of the policies it names are also written to a
-    video file (described under results["video"])."""
-    learner, restored = restore_latest(path)
+             video: VideoRequest | None = None, checkpoint: str = "latest") -> dict:
+    """Summaries (sim.play.summary) of the network of `checkpoint` (restore_checkpoint), the
+    expert and a random policy. With `video`, the first `video.games` games of the policies it
+    names are also written to a video file (described under results["video"])."""
+    learner, restored = restore_checkpoint(path, checkpoint)
     policies = {"network": greedy_policy(learner), "expert": "expert", "random": "random"}
-    results = {"checkpoint": str(path), "step": restored.step,
+    results = {"checkpoint": str(path), "which": checkpoint, "step": restored.step,
                "frames": int(restored.counters.get("frames", 0)), "games": games,
                "seed": seed, "env": "sim"}
     recorders = {}
@@ -195,15 +224,15 @@ class GameRecorder:
 
 def evaluate_served(path: str | Path, games: int, server_cfg: ServerConfig, seed: int = 0,
                     timeout_s: float = 3600.0, show_progress: bool = True,
-                    on_listening=None) -> dict:
-    """Serve the network, then the expert, then a random policy to the clients that connect
-    (MAME or sim clients) until each has finished `games` whole games. `on_listening(address)`
-    is called once the server listens."""
-    learner, restored = restore_latest(path)
+                    on_listening=None, checkpoint: str = "latest") -> dict:
+    """Serve the network of `checkpoint`, then the expert, then a random policy to the clients
+    that connect (MAME or sim clients) until each has finished `games` whole games.
+    `on_listening(address)` is called once the server listens."""
+    learner, restored = restore_checkpoint(path, checkpoint)
     policy = ServedPolicy(learner, restored.train_state.params, seed)
     recorder = GameRecorder()
     server = GameServer(server_cfg, policy, recorder)
-    results = {"checkpoint": str(path), "step": restored.step,
+    results = {"checkpoint": str(path), "which": checkpoint, "step": restored.step,
                "frames": int(restored.counters.get("frames", 0)), "games": games,
                "seed": seed, "env": "mame"}
     if show_progress:
@@ -233,3 +262,89 @@ def evaluate_served(path: str | Path, games: int, server_cfg: ServerConfig, seed
     finally:
         server.close()
     return results
+
+
+class EvaluationStopped(Exception):
+    """The run stopped during a periodic evaluation."""
+
+
+class PeriodicEvaluator:
+    """The periodic evaluation of a run, on its own supervised thread ("evaluator"): every
+    `run.eval_interval` updates the greedy network of that moment plays the same
+    `run.eval_games` seeded simulator games (training goes on meanwhile). Its figures are
+    `latest` (for the metrics records); the best-scoring train state so far is kept in
+    checkpoints/best/ (one checkpoint, which the run's checkpoint pruning never touches), so
+    `eval --checkpoint best` and `train --init-from RUN:best` can take it."""
+
+    def __init__(self, cfg: Config, checkpoints: Path, learner: learner_lib.Learner,
+                 learning: Learning, counters: Callable[[], dict], supervisor: Supervisor,
+                 stop: threading.Event):
+        self.cfg, self.learner, self.learning = cfg, learner, learning
+        self.counters, self.stop = counters, stop
+        self.latest: dict[str, float] = {}
+        self._policy = greedy_policy(learner)  # one function: the rollout compiles once
+        self._next_at = (learning.updates // cfg.run.eval_interval + 1) * cfg.run.eval_interval
+        # A resumed run keeps its best: a new one must score higher.
+        self._best = checkpoints / BEST
+        self._checkpointer = (Checkpointer(self._best, keep=1, async_save=False)
+                              if self._best.is_dir() else None)
+        best = self._checkpointer.latest_step() if self._checkpointer else None
+        self.best_score = (float(self._checkpointer.counters(best).get("eval_score", -1))
+                           if best is not None else -1.0)
+        # Not checked for stalls: a game of a good network takes as long as it lives.
+        self.watch = supervisor.watch("evaluator", busy=None)
+
+    def start(self) -> None:
+        self.watch.start(self._run)
+
+    def close(self) -> None:
+        self.watch.join(timeout=60)
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self.watch.beat()
+            if self.learning.updates < self._next_at:
+                self.stop.wait(0.5)
+                continue
+            with self.learning.lock:  # a copy: the live state is donated to the next update
+                state = jax.tree.map(jnp.copy, self.learning.state)
+                updates, counters = self.learning.updates, self.counters()
+            interval = self.cfg.run.eval_interval
+            self._next_at = (updates // interval + 1) * interval
+            try:
+                self._evaluate(state, updates, counters)
+            except EvaluationStopped:
+                return
+
+    def _evaluate(self, state, updates: int, counters: dict) -> None:
+        run = self.cfg.run
+
+        def progress(ticks, finished):
+            self.watch.beat()
+            if self.stop.is_set():
+                raise EvaluationStopped
+
+        started = time.monotonic()
+        stats = play.play(self._policy, run.eval_games, max_ticks=run.eval_max_ticks,
+                          seed=run.eval_seed, start_level=self.cfg.env.start_level,
+                          params=state.params, progress=progress)
+        result = play.summary(jax.device_get(stats))
+        score = result["mean_score"]
+        best = score > self.best_score
+        if best:
+            self.best_score = score
+            if self._checkpointer is None:
+                self._checkpointer = Checkpointer(self._best, keep=1, async_save=False)
+            self._checkpointer.save(updates, self.learner, state,
+                                    {**counters, "eval_score": score}, self.cfg)
+        self.latest = {"eval_score": score, "eval_level": result["mean_level"],
+                       "eval_frames_per_life": result["frames_per_life"],
+                       "eval_max_score": result["max_score"], "eval_updates": updates,
+                       "eval_best_score": self.best_score}
+        log.info("evaluation at update %d: mean score %s over %d games%s, level %.2f, %.0f "
+                 "frames per life (%.0f s)", updates, f"{score:,.0f}", run.eval_games,
+                 " (the best so far: checkpoints/best)" if best else
+                 f" (best {self.best_score:,.0f})", result["mean_level"],
+                 result["frames_per_life"], time.monotonic() - started)

@@ -60,6 +60,16 @@ class RunSaver:
             self._start_replay_snapshot(step)
         return step
 
+    def save_final(self, learning: Learning, counters: Callable[[], dict[str, Any]],
+                   rng: jax.Array, failed: bool) -> None:
+        """The run's last checkpoint. After a thread `failed`, only if the learner state is
+        sound (`Learning.state_sound`); else the newest checkpoint stays the last."""
+        sound, why = learning.state_sound() if failed else (True, "")
+        if sound:
+            self.save(learning, counters, rng, final=True)
+        else:
+            log.error("no final checkpoint: the learner state cannot be saved (%s)", why)
+
     def _warn_unsaved_frames(self, step: int, frames: int, final: bool) -> None:
         """Say so rather than lose frames quietly at the end of a run."""
         last_step, saved = self.last or (None, 0)

@@ -3,11 +3,12 @@
 The source (`sources.SimSource`: the simulator and the actor in one jitted rollout;
 `sources.ServerSource`: the game server for MAME and simulated clients) writes transitions into
 the replay; the learner thread (`learning.Learning`) trains on it and publishes parameters to
-the source's inference. The main thread steps the source, writes a metrics record and a
-terminal row every `run.log_interval_s`, checkpoints every `run.checkpoint_interval_s` and on
-request, and on Ctrl-C, SIGTERM or the frame budget saves and exits. Every thread runs under the
-run's `Supervisor`: one that fails or stalls stops the run, which then raises `RunFailed`.
-With several processes the learner thread agrees with the others before each dispatch
+the source's inference; `evaluate.PeriodicEvaluator` plays the network on seeded games now and
+then. The main thread steps the source, writes a metrics record and a terminal row every
+`run.log_interval_s`, checkpoints every `run.checkpoint_interval_s` and on request, and on
+Ctrl-C, SIGTERM or the frame budget saves and exits. Every thread runs under the run's
+`Supervisor`: one that fails or stalls stops the run, which then raises `RunFailed`. With
+several processes the learner thread agrees with the others before each dispatch
 (`coordinator.Lockstep`) and the run carries the decision out (`_coordinate`).
 """
 
@@ -23,10 +24,11 @@ import jax
 from tempest_jax import distributed, schedules
 from tempest_jax.actor import Inference, ParamStore
 from tempest_jax.checkpoint import Checkpointer
-from tempest_jax.config import Config, ConfigError
+from tempest_jax.config import Config
 from tempest_jax.control import Controls
-from tempest_jax.coordinator import Decision, Facts, Lockstep
+from tempest_jax.coordinator import Decision, Facts, lockstep_for
 from tempest_jax.dashboard import Dashboard, start_dashboard
+from tempest_jax.evaluate import PeriodicEvaluator
 from tempest_jax.learner import make_learner
 from tempest_jax.learning import Learning
 from tempest_jax.metrics import EpisodeStats, MetricsLog, RunMetrics
@@ -49,11 +51,7 @@ class Trainer:
         self.cfg, self.run_dir, self._signal_handlers = cfg, run, install_signal_handlers
         self.learner = make_learner(cfg)
         self.inference = Inference(self.learner, cfg.learner.inference_dtype)
-        self.lockstep = Lockstep(cfg.distributed.collective_timeout_s) if (
-            jax.process_count() > 1) else None
-        if self.lockstep and cfg.replay.snapshot:
-            raise ConfigError("replay.snapshot is not supported with distributed training yet: "
-                              "every process has its own replay shard")
+        self.lockstep = lockstep_for(cfg)
         checkpointer = Checkpointer(run.checkpoints, keep=cfg.run.keep_checkpoints)
         start = start_point(checkpointer, self.learner, cfg, run.path,
                             run.replay_snapshots if cfg.replay.snapshot else None, resume,
@@ -82,6 +80,9 @@ class Trainer:
             lambda: self.frames, self.supervisor, self._stop, self.lockstep)
         self.saver = RunSaver(cfg, run, checkpointer, self.learner, self.replay.buffer,
                               self.supervisor, start.checkpoint)
+        self.evaluator = PeriodicEvaluator(
+            cfg, run.checkpoints, self.learner, self.learning, self.counters, self.supervisor,
+            self._stop) if cfg.run.eval_interval and distributed.is_primary() else None
         # Process 0 writes the run's metrics; the others keep their latest record in memory.
         self.metrics = RunMetrics(MetricsLog(run.metrics_file if distributed.is_primary()
                                              else None), self.frames, self.updates)
@@ -143,12 +144,13 @@ class Trainer:
                 self.inference, self.params, self.replay, self.episodes, self.controls,
                 lambda: self.frames, self.supervisor, self._stop), self.keys, self.local_frames)
             if cfg.dashboard.enabled and distributed.is_primary():
-                self.dashboard = start_dashboard(cfg.dashboard, self.controls, self.supervisor)
-                if self.dashboard is not None:
-                    self.metrics.listeners.append(self.dashboard.add)
+                self.dashboard = start_dashboard(cfg.dashboard, self.controls, self.supervisor,
+                                                 self.metrics)
             log.info("network: %s parameters; the actors multiply in %s", f"{self.param_count:,}",
                      self.inference.dtype_name)
             self.learning.start(self._coordinate if self.lockstep else None)
+            if self.evaluator is not None:
+                self.evaluator.start()
             self._loop(total)
         except Exception as e:  # the main thread's failure ends the run like any other's
             self.supervisor.fail(ThreadFailure(threading.current_thread().name,
@@ -169,14 +171,12 @@ class Trainer:
         self.learning.watch.join(timeout=60)
         if self.source is not None:
             self.source.close()  # every frame served is in replay and counted
-        failure = self.supervisor.failure
         if not self.lockstep:  # lockstep saved at its agreed stop
-            sound, why = self.learning.state_sound() if failure else (True, "")
-            if sound:
-                self.save(final=True)
-            else:
-                log.error("no final checkpoint: the learner state cannot be saved (%s)", why)
+            self.saver.save_final(self.learning, self.counters, self.keys.key,
+                                  failed=self.supervisor.failure is not None)
         resume_note = self.saver.close()
+        if self.evaluator is not None:
+            self.evaluator.close()
         self.supervisor.close()
         if self.dashboard is not None:
             self.dashboard.close()
@@ -243,6 +243,7 @@ class Trainer:
             **self.controls.state(), **self.learning.metrics,
             **self.episodes.summary(self.frames),
             **(self.source.metrics() if self.source is not None else {}),
+            **(self.evaluator.latest if self.evaluator is not None else {}),
         }
         if self.lockstep and self.lockstep.agreed:
             record.update(self.lockstep.combined(served=self.cfg.env.source == "mame"))

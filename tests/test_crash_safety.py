@@ -23,7 +23,7 @@ from run_harness import TrainProcess
 
 from tempest_jax.checkpoint import Checkpointer
 from tempest_jax.config import load_config
-from tempest_jax.evaluate import restore_latest
+from tempest_jax.evaluate import restore_checkpoint
 from tempest_jax.learner import make_learner
 from tempest_jax.replay import NStepAccumulator, ReplayBuffer, save_snapshot
 from tempest_jax.resume import find_resume_point
@@ -265,7 +265,7 @@ def test_eval_restores_the_newest_complete_checkpoint_and_touches_nothing(tmp_pa
     before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
 
     with caplog.at_level(logging.WARNING):
-        _, restored = restore_latest(tmp_path)
+        _, restored = restore_checkpoint(tmp_path)
     assert restored.step == 10 and restored.counters == {"frames": 10}
     warnings = "\n".join(r.getMessage() for r in caplog.records)
     assert re.search(r"checkpoint 30 .*no commit_success\.txt.*left it in place", warnings)
@@ -274,4 +274,4 @@ def test_eval_restores_the_newest_complete_checkpoint_and_touches_nothing(tmp_pa
 
     (checkpoints / "10" / "commit_success.txt").unlink()
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
-        restore_latest(tmp_path)
+        restore_checkpoint(tmp_path)

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from run_harness import TrainerThread
 
 from tempest_jax import features as F
 from tempest_jax import protocol as P
@@ -169,3 +170,42 @@ def test_a_stop_with_frames_but_no_update_since_the_last_checkpoint_says_so(tmp_
     assert warnings == [f"no checkpoint at the stop: checkpoint 0 already holds update 0, so "
                         f"the {trainer.frames - saved:,} frames collected since (without an "
                         f"update) are in none; a resume continues from its {saved:,} frames"]
+
+
+def test_periodic_evaluation_keeps_the_best_checkpoint_and_eval_can_take_it(tmp_path, capsys):
+    """Every run.eval_interval updates the greedy network plays the same seeded games in the
+    background; the figures go to the metrics, the best-scoring state to checkpoints/best/,
+    which the run's own pruning (keep_checkpoints = 1) never touches; `eval --checkpoint best`
+    and `--checkpoint STEP` restore what they name."""
+    cfg = load_config("smoke", [f"run.dir={tmp_path}", "run.name=evals", "env.num_games=8",
+                                "env.rollout_steps=8", "run.log_interval_s=0.2",
+                                "run.eval_interval=20", "run.eval_games=2",
+                                "run.eval_max_ticks=300", "run.keep_checkpoints=1",
+                                "run.checkpoint_interval_s=1"])
+    run_dir = RunDir.create(cfg)
+    trainer = Trainer(cfg, run_dir, install_signal_handlers=False)
+    with TrainerThread(trainer, frames=100_000) as run:
+        run.wait_until(lambda: trainer.evaluator.latest.get("eval_updates", 0) >= 40,
+                       "two periodic evaluations")
+        assert run.stop() == 0
+    records = [r for r in read_metrics(run_dir.metrics_file) if "eval_score" in r]
+    assert records and all(r["eval_best_score"] >= r["eval_score"] for r in records)
+    best_dir = run_dir.path / "checkpoints" / "best"
+    best_steps = [int(p.name) for p in best_dir.iterdir() if p.name.isdigit()]
+    assert records[-1]["eval_best_score"] == max(r["eval_score"] for r in records)
+    assert len(best_steps) == 1 and best_steps[0] == max(
+        records, key=lambda r: (r["eval_score"], -r["eval_updates"]))["eval_updates"]
+    kept = sorted(int(p.name) for p in (run_dir.path / "checkpoints").iterdir()
+                  if p.name.isdigit())
+    assert kept == [trainer.updates]  # pruned to one; the best one lives apart
+
+    capsys.readouterr()  # the run's terminal rows
+    assert main(["eval", str(run_dir.path), "--checkpoint", "best", "--episodes", "2",
+                 "--max-ticks", "300", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["which"] == "best" and printed["step"] == best_steps[0]
+    assert main(["eval", str(run_dir.path), "--checkpoint", str(kept[0]), "--episodes", "2",
+                 "--max-ticks", "300", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["step"] == kept[0]
+    with pytest.raises(FileNotFoundError, match="no checkpoint 7"):
+        main(["eval", str(run_dir.path), "--checkpoint", "7", "--episodes", "1"])

@@ -1,8 +1,9 @@
 """Evaluate a checkpoint: greedy play beside the expert and a random policy.
 
-CHECKPOINT is a run directory (runs/NAME) or its checkpoints/ directory; the newest complete
-checkpoint and the config it was saved with are used (torn ones, from a crash during a save, are
-reported and left in place).
+CHECKPOINT is a run directory (runs/NAME) or its checkpoints/ directory. --checkpoint picks
+which of its checkpoints: latest (default: the newest complete one; torn ones, from a crash
+during a save, are reported and left in place), best (the best-scoring checkpoint of the run's
+periodic evaluation, run.eval_interval) or a step number. The config it was saved with is used.
 
 --env sim (default): every policy plays the same simulator games (same seed) from a new game to
 its first game over.
@@ -31,6 +32,9 @@ from tempest_jax.commands.video_args import add_video_arguments, video_request
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="run or checkpoints directory")
+    parser.add_argument("--checkpoint", dest="which", default="latest",
+                        metavar="best|latest|STEP",
+                        help="which checkpoint of the run (default: latest)")
     parser.add_argument("--episodes", type=int, default=100, help="games per policy")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-ticks", type=int, default=100_000,
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if args.env == "mame":
         results = evaluate_served(args.checkpoint, args.episodes, _server_config(args),
                                   seed=args.seed, timeout_s=args.timeout,
-                                  show_progress=not args.json)
+                                  show_progress=not args.json, checkpoint=args.which)
     else:
         if args.overrides:
             raise SystemExit("tempest-jax eval: --set applies to --env mame only")
@@ -67,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         video = video_request(args, POLICY_CHOICES[args.video_policy], args.episodes, "eval")
         results = evaluate(args.checkpoint, args.episodes, seed=args.seed,
                            max_ticks=args.max_ticks, start_level=args.start_level,
-                           show_progress=not args.json, video=video)
+                           show_progress=not args.json, video=video, checkpoint=args.which)
     if args.json:
         print(json.dumps(results))
         return 0
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             rows.append((title, *(results[p][key] for p in POLICY_ORDER)))
     where = f"seed {args.seed}" if args.env == "sim" else "served to game clients"
-    print(f"checkpoint {results['checkpoint']} (update {results['step']:,}, "
+    print(f"checkpoint {results['checkpoint']} ({results['which']}: update {results['step']:,}, "
           f"{results['frames']:,} frames), {args.episodes} games, {where}")
     print(table(rows, ("figure", *POLICY_ORDER)))
     if "video" in results:
