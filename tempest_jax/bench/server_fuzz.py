@@ -228,8 +228,8 @@ def _hostile_process(inbox, out, seconds: float, seed: int) -> None:
 
 
 def healthy_wire_frames(seed: int) -> bytes:
-    """HEALTHY_POOL valid frames of a real game in play (so each one forms a transition),
-    with random states and rewards and a death now and then."""
+    """HEALTHY_POOL valid frames of a real game in play with the player alive (so each one forms
+    a transition), with random states and rewards and a death now and then."""
     from tempest_jax import features as F
 
     rng = np.random.default_rng(seed)
@@ -244,7 +244,9 @@ def healthy_wire_frames(seed: int) -> bytes:
         "is_open": rng.integers(0, 2, n), "expert_fire": rng.integers(0, 2, n),
         "expert_zap": np.zeros(n), "level": rng.integers(1, 17, n),
     }
-    return P.encode_frames(header, rng.uniform(-1, 1, (n, F.STATE_SIZE)).astype(np.float32))
+    state = rng.uniform(-1, 1, (n, F.STATE_SIZE)).astype(np.float32)
+    state[:, F.LAYOUT["alive"].start] = np.where(header["done"], 0.0, 1.0)  # dead only at death
+    return P.encode_frames(header, state)
 
 
 def _healthy_process(inbox, out, seconds: float, seed: int) -> None:
