@@ -72,6 +72,24 @@ def _model_facts(learner: Learner) -> dict[str, Any]:
             "num_actions": learner.num_actions}
 
 
+def _path_name(path: tuple) -> str:
+    """A pytree key path as `params/trunk_0/kernel`."""
+    return "/".join(str(getattr(key, "key", getattr(key, "name", getattr(key, "idx", key))))
+                    for key in path)
+
+
+def shape_mismatches(found: Any, expected: Any) -> list[str]:
+    """Every leaf whose shape differs between two pytrees of arrays (or shape structs), or
+    that only one of them has, by path: "params/trunk_0/kernel: the checkpoint has (323, 32),
+    this run (323, 384)"."""
+    shapes = lambda tree: {_path_name(path): tuple(leaf.shape) for path, leaf in
+                           jax.tree_util.tree_flatten_with_path(tree)[0]}
+    have, want = shapes(found), shapes(expected)
+    return [f"{path}: the checkpoint has {have.get(path, 'none')}, this run "
+            f"{want.get(path, 'none')}"
+            for path in sorted(have.keys() | want.keys()) if have.get(path) != want.get(path)]
+
+
 class Checkpointer:
     """Save and restore checkpoints under `directory`, keeping the last `keep`."""
 

@@ -253,6 +253,11 @@ class RunConfig(_Section):
     stall_timeout_s: float = _opt(300.0, lo=0.0, doc="a run thread (server, replay writer, "
                                   "learner, ...) with work waiting and no progress for this "
                                   "long ends the run with an error; 0 = never")
+    init_from: str = _opt("", doc="a new run's network starts from this checkpoint of another "
+                          "run: RUN_DIR[:best|latest|STEP] (train --init-from); a run that has "
+                          "checkpoints of its own resumes from them instead")
+    init_optimizer: bool = _opt(False, doc="with init_from: start from its optimizer state "
+                                "(Adam's moments) too (train --init-optimizer)")
 
 
 @dataclass(frozen=True)
@@ -309,6 +314,9 @@ class Config:
         if self.learner.lr_min > self.learner.lr:
             raise ConfigError(f"learner.lr_min ({self.learner.lr_min}) must not exceed "
                               f"learner.lr ({self.learner.lr})")
+        if self.run.init_optimizer and not self.run.init_from:
+            raise ConfigError("run.init_optimizer needs run.init_from: the checkpoint whose "
+                              "optimizer state to start from")
 
     def replace(self, **sections: dict[str, Any]) -> Config:
         """A copy with some keys changed: `cfg.replace(learner={"lr": 1e-4})`."""

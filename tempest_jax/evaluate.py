@@ -12,7 +12,6 @@ network acts greedily (argmax of expected Q, no exploration, no expert). During 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import threading
@@ -32,7 +31,8 @@ from tempest_jax.config import Config, ServerConfig
 from tempest_jax.learning import Learning
 from tempest_jax.policy import PolicyOutput
 from tempest_jax.protocol import FrameBatch
-from tempest_jax.resume import find_resume_point
+from tempest_jax.resume import BEST_DIR, restore_run
+from tempest_jax.rundir import checkpoint_dir
 from tempest_jax.server import GameServer
 from tempest_jax.sim import play
 from tempest_jax.supervisor import Supervisor
@@ -40,16 +40,6 @@ from tempest_jax.video import VideoRequest, write_video
 
 log = logging.getLogger(__name__)
 POLICY_ORDER = ("network", "expert", "random")
-
-
-def checkpoint_dir(path: str | Path) -> Path:
-    """A run directory or its checkpoints/ directory → the checkpoints directory."""
-    path = Path(path)
-    if (path / "checkpoints").is_dir():
-        return path / "checkpoints"
-    if path.is_dir():
-        return path
-    raise FileNotFoundError(f"{path}: no such run or checkpoint directory")
 
 
 def network_q_values(learner: learner_lib.Learner):
@@ -72,46 +62,31 @@ def greedy_policy(learner: learner_lib.Learner):
     return policy
 
 
-BEST = "best"  # checkpoints/best/: the periodic evaluation's best-scoring checkpoint
-
-
 def restore_checkpoint(path: str | Path, which: str = "latest"
                        ) -> tuple[learner_lib.Learner, Restored]:
-    """The learner and a checkpoint of a run, with the config it was saved with. `which`:
-    "latest" (the newest complete one), "best" (the periodic evaluation's best, in
-    checkpoints/best/) or a step number. Torn checkpoints (a crash during a save) are skipped
-    and reported, and left as they are: a training job may be writing beside the evaluation."""
+    """The learner and a checkpoint of a run (or a checkpoints directory), with the config it
+    was saved with. `which`: "latest" (the newest complete one), "best" (the periodic
+    evaluation's best, in checkpoints/best/) or a step number. Torn checkpoints (a crash during
+    a save) are skipped and reported, and left as they are: a training job may be writing
+    beside the evaluation."""
     directory = checkpoint_dir(path)
-    if which == BEST:
-        directory = directory / BEST
+    if which == BEST_DIR:
+        directory = directory / BEST_DIR
         if not directory.is_dir():
-            raise FileNotFoundError(f"{path} has no best checkpoint (checkpoints/{BEST}/): "
+            raise FileNotFoundError(f"{path} has no best checkpoint (checkpoints/{BEST_DIR}/): "
                                     "its periodic evaluation (run.eval_interval) has not run")
     elif which != "latest" and not which.isdigit():
         raise ValueError(f"checkpoint must be latest, best or a step number, got {which!r}")
-    checkpointer = Checkpointer(directory, async_save=False)
-    try:
-        if which.isdigit():
-            if int(which) not in checkpointer.all_steps():
-                raise FileNotFoundError(f"no checkpoint {which} in {directory} (it has "
-                                        f"{checkpointer.all_steps() or 'none'})")
-            cfg = checkpointer.saved_config(int(which))
-            learner = learner_lib.make_learner(cfg)
-            return learner, checkpointer.restore(learner, cfg, int(which))
-        cfg = None
-        for step in sorted(checkpointer.all_steps(), reverse=True):
-            with contextlib.suppress(Exception):  # a torn step's config; the search reports it
-                cfg = checkpointer.saved_config(step)
-                break
-        found = None
-        if cfg is not None:
-            learner = learner_lib.make_learner(cfg)
-            found = find_resume_point(checkpointer, learner, cfg, None, repair=False)
-        if found is None:
-            raise FileNotFoundError(f"no complete checkpoint in {checkpointer.directory}")
-        return learner, found.restored
-    finally:
-        checkpointer.close()
+    return restore_run(directory, int(which) if which.isdigit() else None)
+
+
+def checkpoint_facts(path: str | Path, which: str, restored: Restored) -> dict:
+    """Which checkpoint an evaluation plays: which one of the run, its update step, the run's
+    frames then, and the checkpoint the run's network started from (train --init-from; "" for
+    none)."""
+    return {"checkpoint": str(path), "which": which, "step": restored.step,
+            "frames": int(restored.counters.get("frames", 0)),
+            "init_from": str(restored.counters.get("init_from", ""))}
 
 
 def _progress_bar(name: str, finished: int, games: int, detail: str) -> None:
@@ -128,9 +103,8 @@ def evaluate(path: str | Path, games: int, seed: int = 0, max_ticks: int = 100_0
     names are also written to a video file (described under results["video"])."""
     learner, restored = restore_checkpoint(path, checkpoint)
     policies = {"network": greedy_policy(learner), "expert": "expert", "random": "random"}
-    results = {"checkpoint": str(path), "which": checkpoint, "step": restored.step,
-               "frames": int(restored.counters.get("frames", 0)), "games": games,
-               "seed": seed, "env": "sim"}
+    results = {**checkpoint_facts(path, checkpoint, restored), "games": games, "seed": seed,
+               "env": "sim"}
     recorders = {}
     for name in POLICY_ORDER:
         def progress(ticks, finished, name=name):
@@ -232,9 +206,8 @@ def evaluate_served(path: str | Path, games: int, server_cfg: ServerConfig, seed
     policy = ServedPolicy(learner, restored.train_state.params, seed)
     recorder = GameRecorder()
     server = GameServer(server_cfg, policy, recorder)
-    results = {"checkpoint": str(path), "which": checkpoint, "step": restored.step,
-               "frames": int(restored.counters.get("frames", 0)), "games": games,
-               "seed": seed, "env": "mame"}
+    results = {**checkpoint_facts(path, checkpoint, restored), "games": games, "seed": seed,
+               "env": "mame"}
     if show_progress:
         host, port = server.address[:2]
         print(f"serving the evaluation on {host}:{port}; connect MAME or sim clients",
@@ -285,7 +258,7 @@ class PeriodicEvaluator:
         self._policy = greedy_policy(learner)  # one function: the rollout compiles once
         self._next_at = (learning.updates // cfg.run.eval_interval + 1) * cfg.run.eval_interval
         # A resumed run keeps its best: a new one must score higher.
-        self._best = checkpoints / BEST
+        self._best = checkpoints / BEST_DIR
         self._checkpointer = (Checkpointer(self._best, keep=1, async_save=False)
                               if self._best.is_dir() else None)
         best = self._checkpointer.latest_step() if self._checkpointer else None

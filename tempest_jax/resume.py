@@ -1,4 +1,5 @@
-"""Choosing where a resumed run starts: the newest complete checkpoint (and replay snapshot).
+"""Where a run starts: fresh, its newest complete checkpoint (and replay snapshot), or fresh
+with another run's network.
 
 A run killed at any moment (SIGKILL, power cut, OOM) may leave an interrupted checkpoint save, a
 committed step that is missing parts or does not restore, or a replay snapshot that was never
@@ -11,25 +12,43 @@ Everything newer than the chosen checkpoint is reported and moved aside as `<ste
 (it would otherwise hide the steps the resumed run saves next, and be chosen again by the next
 resume); interrupted temporary directories are deleted. Checkpoints older than the chosen one
 are left as they are.
+
+A new run may instead start its network from another run's checkpoint (`run.init_from`,
+`train --init-from RUN_DIR[:best|latest|STEP]`, see `initialised_state`): only the network (and,
+with `run.init_optimizer`, the optimizer state) comes from there; its counters, key, schedules
+and replay start anew from its own config.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from tempest_jax import distributed
-from tempest_jax.checkpoint import Checkpointer, CheckpointMismatchError, Restored, torn_path
-from tempest_jax.config import Config
-from tempest_jax.learner import Learner
+from tempest_jax.checkpoint import (
+    Checkpointer,
+    CheckpointMismatchError,
+    Restored,
+    shape_mismatches,
+    torn_path,
+)
+from tempest_jax.config import Config, ConfigError
+from tempest_jax.learner import Learner, TrainState, make_learner
 from tempest_jax.replay import ReplayBuffer, ReplaySnapshotError, load_snapshot
 from tempest_jax.replay.snapshot import prune_snapshots, remove_partial_snapshots
+from tempest_jax.rundir import checkpoint_dir
 
 log = logging.getLogger(__name__)
+# Where a run's best checkpoint is looked for: `RUN_DIR/checkpoints/best`, a checkpoints
+# directory of its own; `run.init_from = RUN_DIR:best` takes its newest complete step.
+BEST_DIR = "best"
+INIT_FROM_FORM = "RUN_DIR[:best|latest|STEP]"
 
 
 @dataclass(frozen=True)
@@ -122,9 +141,156 @@ def _set_aside_newer_snapshots(snapshots: Path, step: int) -> None:
                         "%s", path, step, target.name)
 
 
+def saved_run_config(checkpointer: Checkpointer, step: int | None = None) -> Config:
+    """The config checkpoint `step` was saved with; None: the newest step whose config reads (a
+    torn step's may not). FileNotFoundError if there is none."""
+    steps = sorted(checkpointer.all_steps(), reverse=True)
+    if step is not None and step not in steps:
+        raise FileNotFoundError(f"no checkpoint {step} in {checkpointer.directory} (its "
+                                f"checkpoints: {', '.join(map(str, steps[::-1])) or 'none'})")
+    for candidate in [step] if step is not None else steps:
+        with contextlib.suppress(Exception):  # a torn step's config; restoring reports it
+            return checkpointer.saved_config(candidate)
+    raise FileNotFoundError(f"checkpoint {step} in {checkpointer.directory} is torn: its config "
+                            "does not read" if step is not None
+                            else f"no complete checkpoint in {checkpointer.directory}")
+
+
+def restore_run(checkpoints: Path, step: int | None = None,
+                batch_size: int | None = None) -> tuple[Learner, Restored]:
+    """A learner for the config a run's `checkpoints` were saved with, and checkpoint `step`
+    restored onto it (None: the newest complete one). Torn checkpoints are skipped and reported,
+    and left as they are: a training job may be writing beside the reader. `batch_size`
+    replaces the saved learner's (it must divide the devices here; it shapes nothing saved)."""
+    checkpointer = Checkpointer(checkpoints, async_save=False)
+    try:
+        cfg = saved_run_config(checkpointer, step)
+        if batch_size is not None:
+            cfg = cfg.replace(learner={"batch_size": batch_size})
+        learner = make_learner(cfg)
+        if step is None:
+            found = find_resume_point(checkpointer, learner, cfg, None, repair=False)
+            if found is None:
+                raise FileNotFoundError(f"no complete checkpoint in {checkpointer.directory}")
+            return learner, found.restored
+        restored, torn = _restore(checkpointer, learner, cfg, step)
+        if restored is None:
+            raise FileNotFoundError(f"checkpoint {step} in {checkpointer.directory} is torn: "
+                                    f"{torn}")
+        return learner, restored
+    finally:
+        checkpointer.close()
+
+
+class InitFromError(ConfigError):
+    """`run.init_from` names no usable checkpoint, or one whose network does not fit the run."""
+
+
+@dataclass(frozen=True)
+class InitSource:
+    """The checkpoint a new run's network starts from."""
+
+    checkpoints: Path  # the source run's checkpoints directory, or its best/
+    step: int | None   # None: the newest complete checkpoint there
+    config: Config     # the config it was saved with
+
+
+def parse_init_from(spec: str) -> tuple[Path, str]:
+    """`RUN_DIR[:best|latest|STEP]` → (RUN_DIR, "best" | "latest" | "STEP")."""
+    path, sep, which = spec.rpartition(":")
+    if sep and path and (which in ("best", "latest") or which.isdigit()):
+        return Path(path), which
+    return Path(spec), "latest"
+
+
+def init_source(cfg: Config, learner: Learner) -> InitSource:
+    """Where `cfg.run.init_from` points, checked before any array is read: the run and its
+    checkpoint exist, and the network it was saved with fits `learner`'s (InitFromError names
+    what does not)."""
+    where = f"run.init_from = {cfg.run.init_from!r}"
+    run, which = parse_init_from(cfg.run.init_from)
+    try:
+        checkpoints = checkpoint_dir(run)
+    except FileNotFoundError:
+        raise InitFromError(f"{where}: {run} is not a run directory (expected "
+                            f"{INIT_FROM_FORM})") from None
+    if which == "best":
+        checkpoints = checkpoints / BEST_DIR
+        if not checkpoints.is_dir():
+            raise InitFromError(f"{where}: {run} has no best checkpoint yet (no {checkpoints}); "
+                                f"name {run}:latest or {run}:STEP instead")
+    step = int(which) if which.isdigit() else None
+    checkpointer = Checkpointer(checkpoints, async_save=False)
+    try:
+        source_cfg = saved_run_config(checkpointer, step)
+    except FileNotFoundError as e:
+        raise InitFromError(f"{where}: {e}") from None
+    finally:
+        checkpointer.close()
+    source_learner = make_learner(source_cfg.replace(
+        learner={"batch_size": cfg.learner.batch_size}))
+    key = jax.random.key(0)
+    _refuse_misfit(where, source_cfg, cfg, jax.eval_shape(source_learner.init, key),
+                   jax.eval_shape(learner.init, key))
+    return InitSource(checkpoints, step, source_cfg)
+
+
+def _refuse_misfit(where: str, source_cfg: Config, cfg: Config, source: TrainState,
+                   target: TrainState) -> None:
+    """InitFromError unless `source`'s parameters (and, with `run.init_optimizer`, optimizer
+    state) have `target`'s paths and shapes and the two networks' atoms mean the same returns.
+    The compute dtype may differ: parameters are float32 either way."""
+    problems = shape_mismatches(source.params, target.params)
+    if cfg.run.init_optimizer:
+        problems += [f"optimizer state {p}" for p in shape_mismatches(source.opt_state,
+                                                                      target.opt_state)]
+    support = lambda c: (c.network.v_min, c.network.v_max, c.network.num_atoms)
+    if not problems and support(source_cfg) != support(cfg):
+        problems.append("the return atoms (network.v_min, v_max, num_atoms): the checkpoint "
+                        f"has {support(source_cfg)}, this run {support(cfg)}")
+    if problems:
+        changed = [f"network.{key} = {value!r} there, {getattr(cfg.network, key)!r} here"
+                   for key, value in source_cfg.to_dict()["network"].items()
+                   if key != "dtype" and getattr(cfg.network, key) != value]
+        raise InitFromError(
+            f"{where}: its network does not fit this run's"
+            + (f" ({'; '.join(changed)})" if changed else "") + ": "
+            + "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more"
+                                         if len(problems) > 8 else ""))
+
+
+def initialised_state(learner: Learner, cfg: Config, fresh: TrainState) -> tuple[TrainState,
+                                                                                 str]:
+    """`fresh` (a new train state: counters at zero) with the network of the checkpoint
+    `run.init_from` names, the target network a copy of it, and with `run.init_optimizer` its
+    optimizer state (Adam's moments and their count); and the checkpoint's path. The update
+    step stays 0, so the learning-rate schedule (warm-up included) starts from the beginning."""
+    source = init_source(cfg, learner)
+    try:
+        _, restored = restore_run(source.checkpoints, source.step, cfg.learner.batch_size)
+    except FileNotFoundError as e:
+        raise InitFromError(f"run.init_from = {cfg.run.init_from!r}: {e}") from None
+    _refuse_misfit(f"run.init_from = {cfg.run.init_from!r}", restored.config, cfg,
+                   restored.train_state, fresh)
+    opt_state = restored.train_state.opt_state if cfg.run.init_optimizer else fresh.opt_state
+    # A distinct buffer for the target: it is donated to updates while the online params are
+    # not.
+    state = jax.jit(lambda fresh, params, opt_state: fresh._replace(
+        params=params, target_params=jax.tree.map(jnp.copy, params), opt_state=opt_state),
+        out_shardings=learner.replicated)(fresh, restored.train_state.params, opt_state)
+    origin = str(source.checkpoints.absolute() / str(restored.step))
+    counters = restored.counters
+    log.info("initialised the network%s from checkpoint %s (%s frames, %s updates there); "
+             "frames, updates, schedules and replay start from zero",
+             " and the optimizer state" if cfg.run.init_optimizer else "", origin,
+             f"{int(counters.get('frames', 0)):,}", f"{int(counters.get('updates', 0)):,}")
+    return state, origin
+
+
 @dataclass(frozen=True)
 class StartPoint:
-    """Where a run starts: fresh, or from its newest complete checkpoint. With several
+    """Where a run starts: fresh, from its newest complete checkpoint, or (a new run with
+    `run.init_from`) fresh but for the network of another run's checkpoint. With several
     processes the learner state is the same everywhere while the run's frames and transitions
     (run-wide sums) are split over the processes, whose counts add up again at every agreement;
     each process acts and samples with its own key."""
@@ -138,6 +304,7 @@ class StartPoint:
     transitions: int            # this process's share of the transitions ever stored
     replay: ReplayBuffer | None
     checkpoint: tuple[int, int] | None  # (step, run frames) of the checkpoint resumed
+    init_from: str              # the checkpoint the run's network started from ("": none)
 
 
 def start_point(checkpointer: Checkpointer, learner: Learner, cfg: Config, run_path: Path,
@@ -146,17 +313,22 @@ def start_point(checkpointer: Checkpointer, learner: Learner, cfg: Config, run_p
     found = find_resume_point(checkpointer, learner, cfg, snapshots, repair) if resume else None
     if found is None:
         if resume:
-            log.warning("nothing to resume in %s; starting from scratch", run_path)
+            log.warning("nothing to resume in %s; starting %s", run_path,
+                        "from run.init_from" if cfg.run.init_from else "from scratch")
         key, init_key = jax.random.split(key)
         state, counters, replay, checkpoint = learner.init(init_key), {}, None, None
+        if cfg.run.init_from:
+            state, counters["init_from"] = initialised_state(learner, cfg, state)
     else:
         restored, replay = found.restored, found.replay
         state, counters = restored.train_state, restored.counters
         key = restored.rng if restored.rng is not None else key
         checkpoint = (restored.step, int(counters.get("frames", 0)))
-        log.info("resumed %s at checkpoint %d: %d frames, %d updates, %s", run_path,
+        log.info("resumed %s at checkpoint %d: %d frames, %d updates, %s%s", run_path,
                  restored.step, counters.get("frames", 0), counters.get("updates", 0),
-                 "empty replay" if replay is None else f"{len(replay)} transitions in replay")
+                 "empty replay" if replay is None else f"{len(replay)} transitions in replay",
+                 f" (its network started from {counters['init_from']})"
+                 if counters.get("init_from") else "")
     frames, transitions = int(counters.get("frames", 0)), int(counters.get("transitions", 0))
     index, count = jax.process_index(), jax.process_count()
     local_frames = distributed.process_share(frames, index, count)
@@ -164,4 +336,5 @@ def start_point(checkpointer: Checkpointer, learner: Learner, cfg: Config, run_p
         key = jax.random.fold_in(key, index)
     return StartPoint(state, key, local_frames, frames - local_frames,
                       int(counters.get("updates", 0)), int(counters.get("pulse_until", 0)),
-                      distributed.process_share(transitions, index, count), replay, checkpoint)
+                      distributed.process_share(transitions, index, count), replay, checkpoint,
+                      str(counters.get("init_from", "")))

@@ -38,3 +38,13 @@ class RunDir:
         if not run.config_file.is_file():
             raise FileNotFoundError(f"{path} is not a run directory (no config.toml)")
         return run
+
+
+def checkpoint_dir(path: str | Path) -> Path:
+    """A run directory or its checkpoints/ directory → the checkpoints directory."""
+    path = Path(path)
+    if (path / "checkpoints").is_dir():
+        return path / "checkpoints"
+    if path.is_dir():
+        return path
+    raise FileNotFoundError(f"{path}: no such run or checkpoint directory")

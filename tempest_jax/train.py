@@ -57,9 +57,9 @@ class Trainer:
                             run.replay_snapshots if cfg.replay.snapshot else None, resume,
                             repair=distributed.is_primary())
         self.keys = KeyStream(start.key)
-        # The run's frames: this process's (its source's) plus the others' as of the last
-        # agreement (always 0 with one process).
+        # The run's frames: this process's plus the others' as of the last agreement.
         self._start_frames, self.peer_frames = start.local_frames, start.peer_frames
+        self.init_from = start.init_from  # the checkpoint the network started from ("": none)
         self.source: FrameSource | None = None
         self._stop, self._stop_requested = threading.Event(), threading.Event()
         self.supervisor = Supervisor(cfg.run.stall_timeout_s,
@@ -115,11 +115,11 @@ class Trainer:
                 "replay": {**self.replay.buffer.stats(),
                            "samples_per_transition": self.replay.limiter.ratio()}}
 
-    def counters(self) -> dict[str, int]:
+    def counters(self) -> dict[str, int | str]:
         transitions = (self.lockstep.transitions() if self.lockstep and self.lockstep.agreed
                        else self.replay.transitions)
         return {"frames": self.frames, "updates": self.updates, "transitions": transitions,
-                "pulse_until": self.controls.settings.pulse_until}
+                "pulse_until": self.controls.settings.pulse_until, "init_from": self.init_from}
 
     def save(self, final: bool = False) -> int | None:
         """Checkpoint now; the step. With several processes, None: every process saves at the

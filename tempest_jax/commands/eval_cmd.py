@@ -88,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             rows.append((title, *(results[p][key] for p in POLICY_ORDER)))
     where = f"seed {args.seed}" if args.env == "sim" else "served to game clients"
+    started = f", network started from {results['init_from']}" if results["init_from"] else ""
     print(f"checkpoint {results['checkpoint']} ({results['which']}: update {results['step']:,}, "
-          f"{results['frames']:,} frames), {args.episodes} games, {where}")
+          f"{results['frames']:,} frames{started}), {args.episodes} games, {where}")
     print(table(rows, ("figure", *POLICY_ORDER)))
     if "video" in results:
         from tempest_jax.video import describe
@@ -102,7 +103,7 @@ def _server_config(args: argparse.Namespace):
     """The checkpoint's server settings with --set overrides (server.* keys only)."""
     from tempest_jax.checkpoint import Checkpointer
     from tempest_jax.config import parse_override
-    from tempest_jax.evaluate import checkpoint_dir
+    from tempest_jax.rundir import checkpoint_dir
 
     checkpointer = Checkpointer(checkpoint_dir(args.checkpoint), async_save=False)
     try:

@@ -8,6 +8,9 @@ Examples:
       --allow 10.0.0.0/8,192.168.1.0/24             # MAME clients on the LAN, with a token
   tempest-jax train --resume runs/20261123-201500    # continue a run (its own config) from
                                                      # its newest complete checkpoint
+  tempest-jax train --config mame-finetune --init-from runs/sim-pretrain
+                                                     # a new run whose network starts from
+                                                     # another run's newest complete checkpoint
   tempest-jax train --distributed --coordinator 10.0.0.1:8476 --num-processes 2 \
       --process-id 0 --set run.name=job1             # one process of a multi-host job
 
@@ -17,6 +20,14 @@ run fails, or stalls for run.stall_timeout_s with work waiting, the run stops: i
 thread and the error, saves a final checkpoint when the learner state is sound, and exits 1.
 From a terminal, keys control the run (? lists them); the dashboard (dashboard.enabled) serves
 live charts at http://127.0.0.1:8765/ by default.
+
+--init-from RUN_DIR[:best|latest|STEP] starts a new run (its own directory, config, counters
+at zero, schedules from the start, an empty replay) whose network, and target network, are that
+checkpoint's: latest (the default) is the newest complete one, best the one in
+RUN_DIR/checkpoints/best, STEP that update step. The learning-rate schedule starts again at
+update 0; --init-optimizer also takes the checkpoint's optimizer state (Adam's moments). A
+network of another shape is refused, naming the parameters that differ. The run records the
+checkpoint it started from (its log, its checkpoints' counters, `tempest-jax eval`).
 
 With --distributed every host runs this command (see README, "Multi-host training"): process 0
 writes the run directory's files and serves the dashboard; run.dir must be storage every
@@ -46,11 +57,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "$TEMPEST_TOKEN is set")
     parser.add_argument("--frames", type=int, default=None, metavar="N",
                         help="train for N frames in this invocation (default: run.total_frames)")
-    parser.add_argument("--resume", metavar="RUN_DIR",
-                        help="continue the run in RUN_DIR from its newest complete checkpoint "
-                             "(torn ones are reported and set aside), with its saved config "
-                             "(plus any --set overrides); tokens are not saved, so give "
-                             "server.token / dashboard.token (or $TEMPEST_TOKEN) again")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue the run in RUN_DIR from its newest complete checkpoint "
+                            "(torn ones are reported and set aside), with its saved config "
+                            "(plus any --set overrides); tokens are not saved, so give "
+                            "server.token / dashboard.token (or $TEMPEST_TOKEN) again")
+    start.add_argument("--init-from", metavar="RUN_DIR[:best|latest|STEP]",
+                       help="start a new run (this command's config, counters at zero) whose "
+                            "network is that checkpoint's (run.init_from; default latest: the "
+                            "newest complete one)")
+    parser.add_argument("--init-optimizer", action="store_true",
+                        help="with --init-from: take the checkpoint's optimizer state (Adam's "
+                             "moments) too (run.init_optimizer)")
     parser.add_argument("--distributed", action="store_true",
                         help="join a multi-process job (distributed.enabled); settings not given "
                              "are detected on Cloud TPU VMs, SLURM and Open MPI")
@@ -78,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"env.source={args.env}")
     if args.allow:
         overrides.append(f"server.allow={args.allow}")
+    if args.init_from:
+        overrides.append(f"run.init_from={args.init_from}")
+    if args.init_optimizer:
+        overrides.append("run.init_optimizer=true")
     if args.resume:
         cfg = load_config(str(RunDir.open(args.resume).config_file), overrides)
         # The process layout belongs to this invocation, not to the run that was saved.
@@ -112,6 +135,11 @@ def run(args: argparse.Namespace) -> int:
     from tempest_jax.supervisor import RunFailed
     from tempest_jax.train import Trainer
 
+    if cfg.run.init_from and not args.resume:
+        from tempest_jax.learner import make_learner
+        from tempest_jax.resume import init_source
+
+        init_source(cfg, make_learner(cfg))  # a source that does not fit leaves no run behind
     if args.resume:
         run_dir = RunDir.open(args.resume)
     elif jax.process_count() == 1:
