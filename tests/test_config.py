@@ -27,7 +27,7 @@ def test_defaults_match_the_design():
     assert 100_000 <= cfg.replay.capacity <= 15_000_000
 
 
-@pytest.mark.parametrize("preset", ["sim", "mame", "smoke", "gpu"])
+@pytest.mark.parametrize("preset", ["sim", "mame", "mame-finetune", "smoke", "gpu"])
 def test_presets_load(preset):
     assert preset in preset_names()
     cfg = load_config(preset)
