@@ -1,10 +1,10 @@
 """A run whose thread fails or stalls stops loudly, names the thread, and can be resumed.
 
 Each supervised thread of a served run (server loop, replay writer, learner, replay prefetcher,
-replay snapshot writer, dashboard, keyboard) gets a fault injected through `TEMPEST_FAULT`; the
-run must stop within 10 s of it with `RunFailed` naming that thread, and the newest complete
-checkpoint must resume. Last, `tempest-jax train` itself, in a subprocess: exit status 1 and the
-thread named on stderr, then `--resume` continues the run.
+replay snapshot writer, periodic evaluator, dashboard, keyboard) gets a fault injected through
+`TEMPEST_FAULT`; the run must stop within 10 s of it with `RunFailed` naming that thread, and the
+newest complete checkpoint must resume. Last, `tempest-jax train` itself, in a subprocess: exit
+status 1 and the thread named on stderr, then `--resume` continues the run.
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ def play(address, ticks: int) -> None:
     ("replay-prefetch", ()),
     ("dashboard", ("dashboard.enabled=true", "dashboard.port=0")),
     ("replay-snapshot", ("replay.snapshot=true", "run.checkpoint_interval_s=1")),
+    ("evaluator", ("run.eval_interval=1000",)),
 ])
 def test_a_failing_thread_stops_the_run_and_names_itself(tmp_path, monkeypatch, thread,
                                                          settings):
