@@ -20,6 +20,10 @@ What the frame gives and how it is drawn:
 - score, level, lives (claws), the action taken, the game state when not in play, the frame
   counter and an optional label; optionally the network's top actions with their Q-values.
 
+The same drawing calls also fill a display list (`Renderer.strokes`: palette, polylines, dots
+and texts in pixels), which the dashboard's game view draws on a browser canvas: one picture,
+whether Pillow or the browser draws it.
+
 Drawing is Pillow's ImageDraw (C line drawing, a well-kept imaging library) on a palette
 image: a few dozen line calls and short texts per frame stay far under a millisecond at
 256×256 (`tempest-jax bench render` measures it). Palette colours are levels that an 8-bit
@@ -46,6 +50,7 @@ PALETTE = np.array([
     (180, 0, 255), (0, 252, 255), (252, 252, 255), (252, 144, 0), (144, 144, 170),
 ], dtype=np.uint8)
 FLAT_PALETTE = PALETTE.ravel().tolist()
+CSS_PALETTE = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in PALETTE.tolist()]
 
 
 FLIPPER, PULSAR, TANKER, SPIKER, FUSEBALL = range(F.NUM_ENEMY_TYPES)
@@ -325,19 +330,32 @@ class Renderer:
         `action`, when given, is the joint action chosen on this frame (shown instead of the
         header's `cmd_*`, which is the action that led to it); `q_values` (44,) adds the
         network's top three actions; `label` names the player at the bottom right."""
+        image = Image.new("P", (self.size, self.size), BLACK)
+        image.putpalette(FLAT_PALETTE)
+        self._paint(ImageDraw.Draw(image), state, header, action, q_values, label)
+        return image
+
+    def strokes(self, state, header: Mapping, action: int | None = None, q_values=None,
+                label: str = "") -> dict:
+        """The same picture as a display list (JSON-ready): `size`, `palette` (CSS colours),
+        `lines` [[colour, [x0, y0, x1, y1, ...]], ...], `dots` [[colour, x, y], ...] and
+        `texts` [[colour, x, y, text], ...] (the top left of an 11-pixel line), in the order
+        drawn, in pixels of a `size`×`size` picture."""
+        pen = _Recorder()
+        self._paint(pen, state, header, action, q_values, label)
+        return {"size": self.size, "palette": CSS_PALETTE, "lines": pen.lines, "dots": pen.dots,
+                "texts": pen.texts}
+
+    def _paint(self, pen, state, header: Mapping, action, q_values, label: str) -> None:
         scene = decode(state, header)
         if action is not None:
             fire, zap, sp = F.decode_joint(int(action))
             scene = replace(scene, fire=int(fire), zap=int(zap),
                             spinner=F.SPINNER_LEVELS[int(sp)])
-        image = Image.new("P", (self.size, self.size), BLACK)
-        image.putpalette(FLAT_PALETTE)
-        pen = ImageDraw.Draw(image)
         self._tube(pen, scene)
         self._spikes(pen, scene)
         self._objects(pen, scene)
         self._text(pen, scene, q_values, action, label)
-        return image
 
     def rgb(self, state, header: Mapping, action: int | None = None, q_values=None,
             label: str = "") -> np.ndarray:
@@ -440,6 +458,24 @@ class Renderer:
             for row, joint in enumerate(np.argsort(-q, kind="stable")[:3].tolist()):
                 colour = YELLOW if joint == action else GRAY
                 write(2, TEXT_BAND + 11 * row, f"{action_label(joint)} {q[joint]:7.2f}", colour)
+
+
+class _Recorder:
+    """Records ImageDraw's `line`, `point` and `text` calls (as `_paint` makes them)."""
+
+    def __init__(self):
+        self.lines: list = []
+        self.dots: list = []
+        self.texts: list = []
+
+    def line(self, xy, fill: int) -> None:
+        self.lines.append([fill, [float(v) for v in xy]])
+
+    def point(self, xy, fill: int) -> None:
+        self.dots.append([fill, float(xy[0]), float(xy[1])])
+
+    def text(self, xy, text: str, fill: int, font=None) -> None:
+        self.texts.append([fill, int(xy[0]), int(xy[1]), text])
 
 
 def render(state, header: Mapping, size: int = 256, **options) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from tempest_jax import features as F
 from tempest_jax import protocol as P
@@ -241,3 +242,27 @@ def test_renderer_rejects_odd_or_tiny_sizes():
     for size in (100, 255):
         with pytest.raises(ValueError, match="even and at least"):
             R.Renderer(size)
+
+
+def test_the_display_list_is_the_same_picture():
+    """The dashboard's game view draws `strokes`: replayed with Pillow it is `draw`'s picture."""
+    frame = frame_of(ram_image(4, player_lane=3, enemies=[(0, R.TANKER, 9, 0x90),
+                                                          (1, R.FLIPPER, 5, 0x40)],
+                               spikes={1: 0xB0}))
+    renderer = R.Renderer(SIZE)
+    header, q = R.frame_header(frame), np.linspace(-1, 1, F.NUM_ACTIONS)
+    strokes = renderer.strokes(frame.state, header, action=7, q_values=q, label="G0")
+    assert strokes["size"] == SIZE and len(strokes["palette"]) == len(R.PALETTE)
+    replayed = Image.new("P", (SIZE, SIZE), R.BLACK)
+    replayed.putpalette(R.FLAT_PALETTE)
+    pen = ImageDraw.Draw(replayed)
+    for colour, points in strokes["lines"]:
+        pen.line(points, fill=colour)
+    for colour, x, y in strokes["dots"]:
+        pen.point((x, y), fill=colour)
+    for colour, x, y, text in strokes["texts"]:
+        pen.text((x, y), text, fill=colour, font=renderer.font)
+    drawn = np.asarray(renderer.draw(frame.state, header, action=7, q_values=q, label="G0"))
+    assert (drawn != R.BLACK).sum() > 500
+    np.testing.assert_array_equal(np.asarray(replayed), drawn)
+    assert ["LEVEL 5" in text for *_, text in strokes["texts"]].count(True) == 1
