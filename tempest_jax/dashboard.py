@@ -5,6 +5,9 @@
                               the health of the run's threads
     GET  /api/history?since=T the records written after unix time T (all without `since`)
     GET  /api/settings        {"settings": ..., "writable": bool}
+    GET  /api/frame?game=N    the latest frame of game (or client) N, described for the page's
+                              game view (`gameview.GameView.answer`); without `game`: the
+                              games there are
     POST /api/settings        change settings (JSON object); needs the token
 
 The server is the standard library's `ThreadingHTTPServer` on a daemon thread. It binds
@@ -31,7 +34,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from tempest_jax.config import DashboardConfig
 from tempest_jax.control import Controls
-from tempest_jax.metrics import RunMetrics
 from tempest_jax.supervisor import Supervisor, Watch
 
 log = logging.getLogger(__name__)
@@ -121,15 +123,18 @@ class Dashboard:
 
     `control_state()` gives the live operator settings (merged into /api/now, so a change shows
     before the next record); `apply_settings(dict)` applies a POST's settings and returns the new
-    state, raising ValueError (→ 400) for a bad value.
+    state, raising ValueError (→ 400) for a bad value. `game_view(game or None)` answers
+    /api/frame, raising KeyError (→ 404) for a game there is not.
     """
 
     def __init__(self, cfg: DashboardConfig, control_state: Callable[[], dict] = dict,
                  apply_settings: Callable[[dict], dict] | None = None,
-                 history_limit: int = HISTORY_LIMIT, supervisor: Supervisor | None = None):
+                 history_limit: int = HISTORY_LIMIT, supervisor: Supervisor | None = None,
+                 game_view: Callable[[int | None], dict] | None = None):
         self.token = cfg.resolved_token()
         self.control_state = control_state
         self.apply_settings = apply_settings
+        self.game_view = game_view
         self.history = MetricsHistory(history_limit)
         self.page = page_html()
         self._server = bind(cfg.host, cfg.port)
@@ -167,14 +172,12 @@ class Dashboard:
 
 
 def start_dashboard(cfg: DashboardConfig, controls: Controls, supervisor: Supervisor,
-                    metrics: RunMetrics) -> Dashboard | None:
-    """The run's dashboard on `controls`, fed every record of `metrics`, or None (logged)
-    when it cannot listen: training goes on without it."""
+                    game_view: Callable[[int | None], dict] | None = None) -> Dashboard | None:
+    """The run's dashboard on `controls`, or None (logged) when it cannot listen: training
+    goes on without it."""
     try:
-        dashboard = Dashboard(cfg, controls.state, controls.apply_settings,
-                              supervisor=supervisor)
-        metrics.listeners.append(dashboard.add)
-        return dashboard
+        return Dashboard(cfg, controls.state, controls.apply_settings, supervisor=supervisor,
+                         game_view=game_view)
     except OSError as e:
         log.error("%s; training goes on without the dashboard", e)
         return None
@@ -221,8 +224,24 @@ class _Handler(BaseHTTPRequestHandler):
         elif url.path == "/api/settings":
             self._json(HTTPStatus.OK, {"settings": dashboard.control_state(),
                                        "writable": dashboard.writable})
+        elif url.path == "/api/frame":
+            self._frame(dashboard, parse_qs(url.query).get("game", [""])[0])
         else:
             self._error(HTTPStatus.NOT_FOUND, f"no such page: {url.path}")
+
+    def _frame(self, dashboard: Dashboard, game: str) -> None:
+        if dashboard.game_view is None:
+            self._error(HTTPStatus.NOT_FOUND, "this run has no game view")
+            return
+        try:
+            number = None if game == "" else int(game)
+        except ValueError:
+            self._error(HTTPStatus.BAD_REQUEST, f"game must be a whole number, got {game!r}")
+            return
+        try:
+            self._json(HTTPStatus.OK, dashboard.game_view(number))
+        except KeyError as e:
+            self._error(HTTPStatus.NOT_FOUND, e.args[0])
 
     def do_POST(self):
         dashboard = self.server.dashboard

@@ -200,6 +200,11 @@ class GameServer:
     def stop(self) -> None:
         self._stop.set()
 
+    def client_ids(self) -> list[int]:
+        """The clients being served (past the handshake); from any thread: the values are
+        copied in one C call, which another thread's change cannot interleave."""
+        return sorted(c.id for c in list(self._clients.values()) if c.handshaken)
+
     def serve_forever(self, heartbeat: Callable[[], None] = lambda: None) -> None:
         """Serve until `stop()`; `heartbeat` is called every turn of the loop (at least every
         50 ms while nothing blocks it)."""

@@ -9,6 +9,8 @@ counts its frames; the run only calls it:
 - `frames`: this process's frames so far (continuing the run's count on a resume);
 - `apply(settings)`: the operator settings that belong to the games (the start level);
 - `metrics()`: the source's own figures for the metrics record;
+- `games()`: the games one may watch (simulator games, or connected clients); the source copies
+  the latest frame of each watched one into the run's `FrameWatch` (`gameview`);
 - `close()`: stop, with every frame received stored.
 """
 
@@ -41,7 +43,10 @@ from tempest_jax.actor import (
 )
 from tempest_jax.config import Config, EnvConfig, RewardConfig, ScheduleConfig, ServerConfig
 from tempest_jax.control import Controls, OperatorSettings
+from tempest_jax.gameview import FrameWatch, served_frame, sim_frame
 from tempest_jax.metrics import EpisodeStats
+from tempest_jax.policy import PolicyOutput
+from tempest_jax.protocol import FrameBatch
 from tempest_jax.replay import Emission, Replay, ReplaySink, scaled_reward
 from tempest_jax.server import GameServer
 from tempest_jax.supervisor import Supervisor
@@ -60,6 +65,8 @@ class FrameSource(Protocol):
 
     def metrics(self) -> dict: ...
 
+    def games(self) -> list[int]: ...
+
     def close(self) -> None: ...
 
 
@@ -67,7 +74,8 @@ class FrameSource(Protocol):
 class RunLinks:
     """What a source shares with the run: the actors' network and the parameters published to
     it, the replay and episode statistics it writes, the operator's settings, the run's frame
-    count (the schedules' clock), the run's supervisor and its stop event."""
+    count (the schedules' clock), the run's supervisor and its stop event, and the games
+    watched on the dashboard."""
 
     inference: Inference
     params: ParamStore
@@ -77,6 +85,7 @@ class RunLinks:
     run_frames: Callable[[], int]
     supervisor: Supervisor
     stop: threading.Event
+    watch: FrameWatch
 
 
 def make_source(cfg: Config, links: RunLinks, keys: KeyStream, frames: int) -> FrameSource:
@@ -124,14 +133,22 @@ class SimSource:
                                        self._games)
         self.start_level = env.start_level
         self._rollout = _make_rollout(inference, schedule, self.steps, self._games)
+        self._pick = jax.jit(lambda frame, game: jax.tree.map(lambda x: x[game], frame))
 
     def collect(self) -> None:
         links = self.links
         params, _ = links.params.get()
+        # The watched games' frames, copied before the rollout takes (donates) them; the first
+        # tick acts on them.
+        watched = [(game, jax.device_get(self._pick(self.frame, np.int32(game))))
+                   for game in links.watch.watched()]
         self.state, self.frame, self.segments, outs = self._rollout(
             params, self.state, self.frame, self.segments, self.keys.next(),
             np.float32(links.run_frames()), links.controls.overrides().as_arrays())
         out = jax.device_get(outs)
+        for game, frame in watched:
+            links.watch.put(sim_frame(game, frame, out["action"][0, game],
+                                      out["is_expert"][0, game]))
         streams = np.arange(self.num_games)
         reward = scaled_reward(out["obj"], out["subj"], self.reward)
         emissions = []
@@ -162,6 +179,9 @@ class SimSource:
 
     def metrics(self) -> dict:
         return {}
+
+    def games(self) -> list[int]:
+        return list(range(self.num_games))
 
     def close(self) -> None:
         """Nothing runs between chunks."""
@@ -221,7 +241,7 @@ class ServerSource:
                  time.monotonic() - started)
         self.sink = ReplaySink(links.replay, reward, links.episodes, links.run_frames,
                                supervisor=links.supervisor)
-        self.server = GameServer(cfg, self.policy, self.sink)
+        self.server = GameServer(cfg, self.policy, _WatchedSink(self.sink, links.watch))
         log.info("serving game clients on %s:%d", *self.server.address)
         self._watch = links.supervisor.watch("server")
         self._watch.start(functools.partial(self.server.serve_forever,
@@ -251,8 +271,29 @@ class ServerSource:
                 "queued_frames_peak": stats["queued_frames_peak"],
                 "write_queue": write_queue, "write_queue_peak": write_queue_peak}
 
+    def games(self) -> list[int]:
+        return self.server.client_ids()
+
     def close(self) -> None:
         """Stop serving, then write every frame served into replay."""
         self.server.stop()
         self._watch.join(timeout=10)
         self.sink.close()
+
+
+class _WatchedSink:
+    """The replay sink, copying the watched clients' frames on the way (server thread)."""
+
+    def __init__(self, sink: ReplaySink, watch: FrameWatch):
+        self.sink, self.watch = sink, watch
+
+    def push(self, client_ids: np.ndarray, batch: FrameBatch, output: PolicyOutput) -> None:
+        watched = self.watch.watched()
+        if watched:
+            for row in np.flatnonzero(np.isin(client_ids, watched)).tolist():
+                self.watch.put(served_frame(int(client_ids[row]), batch, row, output))
+        self.sink.push(client_ids, batch, output)
+
+    def disconnect(self, client_id: int) -> None:
+        self.watch.forget(client_id)
+        self.sink.disconnect(client_id)

@@ -27,12 +27,12 @@ from tempest_jax.checkpoint import Checkpointer
 from tempest_jax.config import Config
 from tempest_jax.control import Controls
 from tempest_jax.coordinator import Decision, Facts, lockstep_for
-from tempest_jax.dashboard import Dashboard, start_dashboard
 from tempest_jax.evaluate import PeriodicEvaluator
 from tempest_jax.learner import make_learner
 from tempest_jax.learning import Learning
 from tempest_jax.metrics import EpisodeStats, MetricsLog, RunMetrics
 from tempest_jax.networks import param_count
+from tempest_jax.observers import Observers
 from tempest_jax.replay import Replay
 from tempest_jax.resume import start_point
 from tempest_jax.rundir import RunDir
@@ -86,7 +86,7 @@ class Trainer:
         # Process 0 writes the run's metrics; the others keep their latest record in memory.
         self.metrics = RunMetrics(MetricsLog(run.metrics_file if distributed.is_primary()
                                              else None), self.frames, self.updates)
-        self.dashboard: Dashboard | None = None
+        self.observers = Observers(cfg, run, self.metrics)
 
     @property
     def local_frames(self) -> int:
@@ -142,10 +142,11 @@ class Trainer:
         try:
             self.source = make_source(cfg, RunLinks(
                 self.inference, self.params, self.replay, self.episodes, self.controls,
-                lambda: self.frames, self.supervisor, self._stop), self.keys, self.local_frames)
-            if cfg.dashboard.enabled and distributed.is_primary():
-                self.dashboard = start_dashboard(cfg.dashboard, self.controls, self.supervisor,
-                                                 self.metrics)
+                lambda: self.frames, self.supervisor, self._stop, self.observers.watch),
+                self.keys, self.local_frames)
+            if distributed.is_primary():
+                self.observers.start(self.source, self.inference, self.params, self.controls,
+                                     self.supervisor)
             log.info("network: %s parameters; the actors multiply in %s", f"{self.param_count:,}",
                      self.inference.dtype_name)
             self.learning.start(self._coordinate if self.lockstep else None)
@@ -161,12 +162,12 @@ class Trainer:
                 signal.signal(sig, handler)
         if self.supervisor.failure is not None:
             raise RunFailed(self.supervisor.failure, resume_note)
-        self.write_metrics(final=True)
         return 0
 
     def _shut_down(self) -> str:
-        """Stop every thread, save a final checkpoint unless the state is unsound, and wait
-        for the saves; where the run can resume from."""
+        """Stop every thread, save a final checkpoint unless the state is unsound, wait for the
+        saves, write the final metrics record (none after a failure) and close the observers;
+        where the run can resume from."""
         self._stop.set()
         self.learning.watch.join(timeout=60)
         if self.source is not None:
@@ -178,8 +179,9 @@ class Trainer:
         if self.evaluator is not None:
             self.evaluator.close()
         self.supervisor.close()
-        if self.dashboard is not None:
-            self.dashboard.close()
+        if self.supervisor.failure is None:
+            self.write_metrics(final=True)
+        self.observers.close()
         return resume_note
 
     def _loop(self, total: int) -> None:

@@ -29,10 +29,12 @@ LAYERS = {
     1: ["tempest_jax.sim*", "tempest_jax.networks", "tempest_jax.replay*",
         "tempest_jax.learner", "tempest_jax.distributed", "tempest_jax.checkpoint",
         "tempest_jax.actor", "tempest_jax.server", "tempest_jax.control",
-        "tempest_jax.coordinator", "tempest_jax.sources", "tempest_jax.render"],
+        "tempest_jax.coordinator", "tempest_jax.sources", "tempest_jax.render",
+        "tempest_jax.gameview"],
     2: ["tempest_jax.train", "tempest_jax.learning", "tempest_jax.saving", "tempest_jax.resume",
         "tempest_jax.evaluate", "tempest_jax.dashboard", "tempest_jax.keyboard",
-        "tempest_jax.clients", "tempest_jax.simclient", "tempest_jax.plots", "tempest_jax.video"],
+        "tempest_jax.clients", "tempest_jax.simclient", "tempest_jax.plots", "tempest_jax.video",
+        "tempest_jax.observers"],
     3: ["tempest_jax.cli", "tempest_jax.commands*", "tempest_jax.bench*"],
 }
 MAX_MODULE_LINES = 600

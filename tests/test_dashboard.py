@@ -3,6 +3,7 @@ process whose page headless Chromium loads (live charts, no script errors, a scr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -10,13 +11,18 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from run_harness import TrainProcess, smoke_args
 
+from tempest_jax import features as F
+from tempest_jax import protocol as P
 from tempest_jax.config import load_config
 from tempest_jax.control import Controls
 from tempest_jax.dashboard import Dashboard, MetricsHistory, page_html
@@ -125,6 +131,28 @@ def test_history_since_and_the_page(served):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|@import|url\(""", page)
 
 
+def test_frame_endpoint_answers_the_game_view_or_says_why_not():
+    def game_view(game):
+        if game is None:
+            return {"kind": "game", "games": [0, 1]}
+        if game not in (0, 1):
+            raise KeyError(f"no game {game}")
+        return {"kind": "game", "games": [0, 1], "game": game, "frame": None}
+
+    without = Dashboard(dashboard_cfg())
+    dashboard = Dashboard(dashboard_cfg(), game_view=game_view)
+    try:
+        assert request(without.url + "api/frame?game=0")[0] == 404
+        api = dashboard.url + "api/frame"
+        assert request(api) == (200, {"kind": "game", "games": [0, 1]})
+        assert request(api + "?game=1")[1]["game"] == 1
+        assert request(api + "?game=7") == (404, {"error": "no game 7"})
+        assert request(api + "?game=one")[0] == 400
+    finally:
+        without.close()
+        dashboard.close()
+
+
 def test_history_is_bounded_and_keeps_the_whole_run():
     history = MetricsHistory(limit=100)
     for t in range(1000):
@@ -182,6 +210,63 @@ def chromium(url: str, *flags: str, profile: Path) -> subprocess.CompletedProces
         capture_output=True, text=True, timeout=600)  # a hang guard, not a speed limit
 
 
+class FrameKeeper:
+    """Asks for one game's frame every half second on a thread, so the game stays watched and
+    its latest frame is there whenever Chromium asks: under --virtual-time-budget the page's
+    timers run ahead of real time, and its first polls could all come before the source has
+    copied a frame."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError):
+                request(self.url)
+            self._stop.wait(0.5)
+
+    def __enter__(self) -> FrameKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def body_data(dom: str) -> dict[str, str]:
+    body = re.search(r"<body([^>]*)>", dom)
+    assert body, f"no page body in Chromium's DOM:\n{dom[:2000]}"
+    return dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body[1]))
+
+
+def game_frame(api: str, game: int) -> dict | None:
+    status, answer = request(f"{api}?game={game}")
+    assert status == 200 and answer["game"] == game, answer
+    return answer["frame"]
+
+
+def check_frame_answer(train: TrainProcess, api: str, games: int) -> dict:
+    """/api/frame of a simulator run: the games, then game 2's frame once the source has
+    copied it, every part of it the page needs present."""
+    assert request(api)[1] == {"kind": "game", "games": list(range(games))}
+    frame = train.wait_until(lambda: game_frame(api, 2), "a frame of game 2")
+    assert len(frame["state"]) == F.STATE_SIZE and set(frame["header"]) == set(
+        P.HEADER_FIELDS[1:])
+    assert 0 <= frame["action"]["joint"] < F.NUM_ACTIONS and frame["age_s"] >= 0
+    assert len(frame["q_values"]) == len(frame["action_labels"]) == F.NUM_ACTIONS
+    assert frame["picture"]["lines"] and frame["expert"]["label"] in frame["action_labels"]
+    return frame
+
+
+def panel_pixels(shot: Path, rect: str) -> np.ndarray:
+    """The game view's canvas in a screenshot, RGB."""
+    x, y, w, h = map(int, rect.split(","))
+    return np.asarray(Image.open(shot).convert("RGB"))[y:y + h, x:x + w].astype(int)
+
+
 @pytest.mark.timeout(600)
 def test_live_dashboard_in_headless_chromium(tmp_path):
     if CHROMIUM is None:
@@ -228,6 +313,36 @@ def test_live_dashboard_in_headless_chromium(tmp_path):
                      "--hide-scrollbars", f"--screenshot={shot}", profile=Path(profile))
         assert shot.is_file() and shot.stat().st_size > 20_000
         print(f"dashboard screenshot: {shot}")
+
+        # The game view, opened on game 2 by the page's address.
+        api, page = url + "api/frame", url + "?game=2"
+        tick = check_frame_answer(train, api, games=8)["header"]["frame"]
+        with FrameKeeper(api + "?game=2"):
+            with tempfile.TemporaryDirectory() as profile:
+                dom = chromium(page, "--virtual-time-budget=4000", "--window-size=1400,1000",
+                               "--dump-dom", profile=Path(profile)).stdout
+            status = body_data(dom)
+            assert int(status["game-drawn"]) >= 3, status
+            assert status["errors"] == "0" and status["game-fetch-errors"] == "0", status
+            shots = []
+            for i in (1, 2):
+                # Each picture shows a later tick of the game than the one before.
+                train.wait_until(lambda seen=tick: game_frame(api, 2)["header"]["frame"] != seen,
+                                 "the game's next frame")
+                tick = game_frame(api, 2)["header"]["frame"]
+                shots.append(ARTIFACTS / f"dashboard-game-{i}.png")
+                shots[-1].unlink(missing_ok=True)
+                with tempfile.TemporaryDirectory() as profile:
+                    chromium(page, "--virtual-time-budget=4000", "--window-size=1400,1000",
+                             "--hide-scrollbars", f"--screenshot={shots[-1]}",
+                             profile=Path(profile))
+        first, second = (panel_pixels(shot, status["game-rect"]) for shot in shots)
+        for pixels in (first, second):
+            r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+            assert ((b > 150) & (r < 90) & (g < 90)).sum() > 500, "no blue tube"
+            assert ((r > 200) & (g > 200) & (b < 90)).sum() > 30, "no yellow player"
+        assert (np.abs(first - second).sum(axis=-1) > 60).sum() > 50, "the picture did not change"
+        print(f"game view screenshots: {shots[0]}, {shots[1]}")
 
         train.signal(signal.SIGTERM)
         assert train.wait() == 0
