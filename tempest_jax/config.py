@@ -258,6 +258,10 @@ class RunConfig(_Section):
                           "checkpoints of its own resumes from them instead")
     init_optimizer: bool = _opt(False, doc="with init_from: start from its optimizer state "
                                 "(Adam's moments) too (train --init-optimizer)")
+    tensorboard: bool = _opt(False, doc="also write every metric as a TensorBoard scalar "
+                             "(event files in the run directory; needs tensorboardX)")
+    wandb_project: str = _opt("", doc="also log every metric to this Weights & Biases "
+                              "project (needs the wandb package); empty = off")
 
 
 @dataclass(frozen=True)

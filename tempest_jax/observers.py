@@ -1,6 +1,6 @@
-"""What watches a run from outside: the dashboard (with its live game view). It starts once the
-frame source runs, gets every metrics record, and closes when the run has stopped. Only process
-0 of a distributed run has it.
+"""What watches a run from outside: the dashboard (with its live game view) and the experiment
+trackers (TensorBoard, W&B). They start once the frame source runs, each gets every metrics
+record, and they close when the run has stopped. Only process 0 of a distributed run has them.
 """
 
 from __future__ import annotations
@@ -14,16 +14,19 @@ from tempest_jax.metrics import RunMetrics
 from tempest_jax.rundir import RunDir
 from tempest_jax.sources import FrameSource
 from tempest_jax.supervisor import Supervisor
+from tempest_jax.trackers import check_trackers, start_trackers
 
 
 class Observers:
-    """The run's observers. `watch` holds the frames of the games the dashboard shows (the
-    source fills it)."""
+    """The run's observers; the packages the config's trackers need are checked at once.
+    `watch` holds the frames of the games the dashboard shows (the source fills it)."""
 
     def __init__(self, cfg: Config, run: RunDir, metrics: RunMetrics):
+        check_trackers(cfg)
         self.cfg, self.run, self.metrics = cfg, run, metrics
         self.watch = FrameWatch()
         self.dashboard: Dashboard | None = None
+        self.trackers: list = []
 
     def start(self, source: FrameSource, inference: Inference, params: ParamStore,
               controls: Controls, supervisor: Supervisor) -> None:
@@ -34,8 +37,12 @@ class Observers:
             self.dashboard = start_dashboard(cfg.dashboard, controls, supervisor, view.answer)
             if self.dashboard is not None:
                 self.metrics.listeners.append(self.dashboard.add)
+        self.trackers = start_trackers(cfg, self.run)
+        self.metrics.listeners.extend(self.trackers)
 
     def close(self) -> None:
         """After the run's last metrics record."""
+        for tracker in self.trackers:
+            tracker.close()
         if self.dashboard is not None:
             self.dashboard.close()

@@ -34,7 +34,7 @@ LAYERS = {
     2: ["tempest_jax.train", "tempest_jax.learning", "tempest_jax.saving", "tempest_jax.resume",
         "tempest_jax.evaluate", "tempest_jax.dashboard", "tempest_jax.keyboard",
         "tempest_jax.clients", "tempest_jax.simclient", "tempest_jax.plots", "tempest_jax.video",
-        "tempest_jax.observers"],
+        "tempest_jax.observers", "tempest_jax.trackers"],
     3: ["tempest_jax.cli", "tempest_jax.commands*", "tempest_jax.bench*"],
 }
 MAX_MODULE_LINES = 600

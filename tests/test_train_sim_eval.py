@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from run_harness import TrainerThread
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tempest_jax import features as F
 from tempest_jax import protocol as P
@@ -20,6 +21,7 @@ from tempest_jax.config import ServerConfig, load_config
 from tempest_jax.evaluate import GameRecorder, evaluate, evaluate_served
 from tempest_jax.metrics import read_metrics
 from tempest_jax.rundir import RunDir
+from tempest_jax.trackers import scalars
 from tempest_jax.train import Trainer
 
 
@@ -27,7 +29,8 @@ from tempest_jax.train import Trainer
 def sim_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("runs")
     cfg = load_config("smoke", [f"run.dir={tmp}", "run.name=sim", "env.num_games=8",
-                                "env.rollout_steps=8", "run.log_interval_s=0.2"])
+                                "env.rollout_steps=8", "run.log_interval_s=0.2",
+                                "run.tensorboard=true"])
     run_dir = RunDir.create(cfg)
     trainer = Trainer(cfg, run_dir, install_signal_handlers=False)
     assert trainer.run(frames=4_000) == 0
@@ -60,6 +63,25 @@ def test_no_transition_starts_on_a_frame_the_player_is_dead_in(sim_run):
     assert terminal.size > 0, "some game died within the run"
     # A terminal transition's successor is the death frame itself: the player is dead there.
     assert np.all(buffer.obs[buffer.next_slot[terminal], F.LAYOUT["alive"].start] == 0.0)
+
+
+def test_tensorboard_events_equal_the_metrics_file(sim_run):
+    """Every number of every metrics record, read back by TensorBoard's own event reader, at
+    step = the run's frames (values as TensorBoard stores them: float32)."""
+    _, run_dir = sim_run
+    records = read_metrics(run_dir.metrics_file)
+    expected = {}
+    for record in records:
+        for tag, value in scalars(record).items():
+            expected.setdefault(tag, []).append((record["frames"], np.float32(value)))
+    events = EventAccumulator(str(run_dir.path), size_guidance={"scalars": 0})
+    events.Reload()
+    assert set(events.Tags()["scalars"]) == set(expected)
+    assert {"frames", "fps", "loss", "epsilon", "replay_size", "reward_100k"} <= set(expected)
+    for tag, values in expected.items():
+        got = [(e.step, np.float32(e.value)) for e in events.Scalars(tag)]
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(values), err_msg=tag)
+    assert events.Scalars("frames")[-1].wall_time == records[-1]["time"]
 
 
 def test_eval_plays_network_expert_and_random_on_the_same_games(sim_run, capsys):

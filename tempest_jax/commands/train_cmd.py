@@ -19,7 +19,10 @@ and checkpoints/. Ctrl-C or SIGTERM saves a checkpoint and exits cleanly. If any
 run fails, or stalls for run.stall_timeout_s with work waiting, the run stops: it names the
 thread and the error, saves a final checkpoint when the learner state is sound, and exits 1.
 From a terminal, keys control the run (? lists them); the dashboard (dashboard.enabled) serves
-live charts at http://127.0.0.1:8765/ by default.
+live charts and a live picture of any game or client (the "game view" button) at
+http://127.0.0.1:8765/ by default. --set run.tensorboard=true also writes every metric to
+TensorBoard event files in the run directory (tensorboard --logdir runs); --set
+run.wandb_project=NAME logs them to Weights & Biases (needs the wandb package).
 
 --init-from RUN_DIR[:best|latest|STEP] starts a new run (its own directory, config, counters
 at zero, schedules from the start, an empty replay) whose network, and target network, are that
@@ -133,8 +136,10 @@ def run(args: argparse.Namespace) -> int:
 
     from tempest_jax.keyboard import KeyboardControls
     from tempest_jax.supervisor import RunFailed
+    from tempest_jax.trackers import check_trackers
     from tempest_jax.train import Trainer
 
+    check_trackers(cfg)  # a tracker's missing package, named before a run directory is made
     if cfg.run.init_from and not args.resume:
         from tempest_jax.learner import make_learner
         from tempest_jax.resume import init_source
