@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +28,7 @@ from tempest_jax.render import Renderer, action_label
 # A game stays watched this long after its last request (the page asks several times a second).
 WATCH_TTL_S = 3.0
 PICTURE_SIZE = 256
+LISTED_GAMES = 256  # ids an answer lists (a simulator may run far more; any may be asked for)
 ACTION_LABELS = [action_label(joint) for joint in range(F.NUM_ACTIONS)]
 
 
@@ -100,10 +101,11 @@ class FrameWatch:
 
 
 class GameView:
-    """/api/frame's answers. `games()` lists the games one may watch; `kind` names them
-    ("game": simulator games, "client": served clients)."""
+    """/api/frame's answers. `games()` gives the ids of the games one may watch (a range for
+    the simulator's games, a list of the connected clients); `kind` names them ("game",
+    "client")."""
 
-    def __init__(self, watch: FrameWatch, games: Callable[[], list[int]], kind: str,
+    def __init__(self, watch: FrameWatch, games: Callable[[], Sequence[int]], kind: str,
                  inference: Inference, params: ParamStore, size: int = PICTURE_SIZE):
         self.watch, self.games, self.kind = watch, games, kind
         self.inference, self.params = inference, params
@@ -114,14 +116,17 @@ class GameView:
         self._last: tuple[WatchedFrame, int, dict] | None = None
 
     def answer(self, game: int | None) -> dict:
-        """{"kind", "games"} and, for a `game`, {"game", "frame"}: the frame described (None
-        until the source has copied one). KeyError for a game that is not one of `games()`."""
+        """{"kind", "count", "games"} (the first LISTED_GAMES ids) and, for a `game`, {"game",
+        "frame"}: the frame described (None until the source has copied one). KeyError for a
+        game that is not one of `games()`."""
         games = self.games()
-        answer = {"kind": self.kind, "games": games}
+        listed = list(games[:LISTED_GAMES])
+        answer = {"kind": self.kind, "count": len(games), "games": listed}
         if game is None:
             return answer
         if game not in games:
-            raise KeyError(f"no {self.kind} {game} (there are: {games or 'none'})")
+            raise KeyError(f"no {self.kind} {game} (there are {len(games)}: "
+                           f"{listed[:16] or 'none'}{' …' if len(games) > 16 else ''})")
         frame = self.watch.latest(game)
         if frame is None:
             return {**answer, "game": game, "frame": None}

@@ -21,7 +21,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import jax
@@ -65,7 +65,7 @@ class FrameSource(Protocol):
 
     def metrics(self) -> dict: ...
 
-    def games(self) -> list[int]: ...
+    def games(self) -> Sequence[int]: ...
 
     def close(self) -> None: ...
 
@@ -180,8 +180,8 @@ class SimSource:
     def metrics(self) -> dict:
         return {}
 
-    def games(self) -> list[int]:
-        return list(range(self.num_games))
+    def games(self) -> range:
+        return range(self.num_games)
 
     def close(self) -> None:
         """Nothing runs between chunks."""

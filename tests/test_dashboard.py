@@ -251,7 +251,7 @@ def game_frame(api: str, game: int) -> dict | None:
 def check_frame_answer(train: TrainProcess, api: str, games: int) -> dict:
     """/api/frame of a simulator run: the games, then game 2's frame once the source has
     copied it, every part of it the page needs present."""
-    assert request(api)[1] == {"kind": "game", "games": list(range(games))}
+    assert request(api)[1] == {"kind": "game", "count": games, "games": list(range(games))}
     frame = train.wait_until(lambda: game_frame(api, 2), "a frame of game 2")
     assert len(frame["state"]) == F.STATE_SIZE and set(frame["header"]) == set(
         P.HEADER_FIELDS[1:])

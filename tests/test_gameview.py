@@ -4,6 +4,8 @@ were answered. (The simulator's game view is drawn by headless Chromium in test_
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import jax
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from tempest_jax import protocol as P
 from tempest_jax import sim
 from tempest_jax.clients import ClientPool
 from tempest_jax.config import load_config
-from tempest_jax.gameview import FrameWatch, WatchedFrame
+from tempest_jax.gameview import LISTED_GAMES, FrameWatch, GameView, WatchedFrame
 from tempest_jax.rundir import RunDir
 from tempest_jax.simclient import frame_wire_bytes, joint_of_replies
 from tempest_jax.train import Trainer
@@ -54,6 +56,17 @@ def test_only_games_asked_for_recently_are_watched():
     assert watch.latest(1) is None
 
 
+def test_many_games_are_listed_in_part_and_any_may_be_watched():
+    watch = FrameWatch()
+    inference = SimpleNamespace(row_multiple=1, obs_size=F.STATE_SIZE)  # no forward pass here
+    view = GameView(watch, lambda: range(1000), "game", inference, params=None)
+    listed = view.answer(None)
+    assert listed == {"kind": "game", "count": 1000, "games": list(range(LISTED_GAMES))}
+    assert view.answer(999)["frame"] is None and watch.watched() == [999]
+    with pytest.raises(KeyError, match="no game 1000"):
+        view.answer(1000)
+
+
 @pytest.mark.timeout(900)
 def test_a_served_clients_frame_on_the_game_view(tmp_path):
     cfg = load_config("smoke", [
@@ -65,7 +78,7 @@ def test_a_served_clients_frame_on_the_game_view(tmp_path):
         address = run.wait_for_server()
         dashboard = run.wait_until(lambda: trainer.observers.dashboard, "the dashboard")
         api = dashboard.url + "api/frame"
-        assert request(api)[1] == {"kind": "client", "games": []}
+        assert request(api)[1] == {"kind": "client", "count": 0, "games": []}
         state, frame = sim.reset(jax.random.key(0), CLIENTS, 1)
         pool = ClientPool(address, CLIENTS, timeout=600)  # a hang guard, not a speed limit
         sent: dict[bytes, set] = {}  # each payload sent, with the actions it was answered
