@@ -1,5 +1,7 @@
 """The dashboard: its HTTP layer and settings checks on their own (fast), then a real training
-process whose page headless Chromium loads (live charts, no script errors, a screenshot)."""
+process whose page headless Chromium loads (live charts, no script errors, a screenshot), and
+its game view: /api/frame's answer, then two screenshots of the panel some ticks apart, each
+showing the tube and the player, and different."""
 
 from __future__ import annotations
 
