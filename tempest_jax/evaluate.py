@@ -31,6 +31,7 @@ from tempest_jax.config import Config, ServerConfig
 from tempest_jax.learning import Learning
 from tempest_jax.policy import PolicyOutput
 from tempest_jax.protocol import FrameBatch
+from tempest_jax.render import Renderer
 from tempest_jax.resume import BEST_DIR, restore_run
 from tempest_jax.rundir import checkpoint_dir
 from tempest_jax.server import GameServer
@@ -237,6 +238,9 @@ def evaluate_served(path: str | Path, games: int, server_cfg: ServerConfig, seed
     return results
 
 
+CLIP_SIZE = 128  # pixels of a periodic evaluation's clip for the trackers
+
+
 class EvaluationStopped(Exception):
     """The run stopped during a periodic evaluation."""
 
@@ -247,7 +251,9 @@ class PeriodicEvaluator:
     `run.eval_games` seeded simulator games (training goes on meanwhile). Its figures are
     `latest` (for the metrics records); the best-scoring train state so far is kept in
     checkpoints/best/ (one checkpoint, which the run's checkpoint pruning never touches), so
-    `eval --checkpoint best` and `train --init-from RUN:best` can take it."""
+    `eval --checkpoint best` and `train --init-from RUN:best` can take it. With `clip_sinks`
+    (the trackers' `video(tag, images, step)`), the first game of each evaluation is filmed
+    (small pictures, one per tick) and handed to them."""
 
     def __init__(self, cfg: Config, checkpoints: Path, learner: learner_lib.Learner,
                  learning: Learning, counters: Callable[[], dict], supervisor: Supervisor,
@@ -255,6 +261,7 @@ class PeriodicEvaluator:
         self.cfg, self.learner, self.learning = cfg, learner, learning
         self.counters, self.stop = counters, stop
         self.latest: dict[str, float] = {}
+        self.clip_sinks: list[Callable] = []
         self._policy = greedy_policy(learner)  # one function: the rollout compiles once
         self._next_at = (learning.updates // cfg.run.eval_interval + 1) * cfg.run.eval_interval
         # A resumed run keeps its best: a new one must score higher.
@@ -300,10 +307,18 @@ class PeriodicEvaluator:
                 raise EvaluationStopped
 
         started = time.monotonic()
+        recorder = play.FrameRecorder(1) if self.clip_sinks else None
         stats = play.play(self._policy, run.eval_games, max_ticks=run.eval_max_ticks,
                           seed=run.eval_seed, start_level=self.cfg.env.start_level,
-                          params=state.params, progress=progress)
+                          params=state.params, progress=progress, recorder=recorder)
         result = play.summary(jax.device_get(stats))
+        if recorder is not None:
+            game = recorder.recordings()[0]
+            renderer = Renderer(CLIP_SIZE)
+            images = [renderer.rgb(game.state[t], game.header_at(t), action=int(game.action[t]))
+                      for t in range(len(game.action))]
+            for sink in self.clip_sinks:
+                sink("eval/game", images, counters["frames"])
         score = result["mean_score"]
         best = score > self.best_score
         if best:
@@ -315,7 +330,8 @@ class PeriodicEvaluator:
         self.latest = {"eval_score": score, "eval_level": result["mean_level"],
                        "eval_frames_per_life": result["frames_per_life"],
                        "eval_max_score": result["max_score"], "eval_updates": updates,
-                       "eval_best_score": self.best_score}
+                       "eval_best_score": self.best_score,
+                       "evaluations": self.latest.get("evaluations", 0) + 1}
         log.info("evaluation at update %d: mean score %s over %d games%s, level %.2f, %.0f "
                  "frames per life (%.0f s)", updates, f"{score:,.0f}", run.eval_games,
                  " (the best so far: checkpoints/best)" if best else

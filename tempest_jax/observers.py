@@ -9,6 +9,7 @@ from tempest_jax.actor import Inference, ParamStore
 from tempest_jax.config import Config
 from tempest_jax.control import Controls
 from tempest_jax.dashboard import Dashboard, start_dashboard
+from tempest_jax.evaluate import PeriodicEvaluator
 from tempest_jax.gameview import FrameWatch, GameView
 from tempest_jax.metrics import RunMetrics
 from tempest_jax.rundir import RunDir
@@ -21,9 +22,10 @@ class Observers:
     """The run's observers; the packages the config's trackers need are checked at once.
     `watch` holds the frames of the games the dashboard shows (the source fills it)."""
 
-    def __init__(self, cfg: Config, run: RunDir, metrics: RunMetrics):
+    def __init__(self, cfg: Config, run: RunDir, metrics: RunMetrics,
+                 evaluator: PeriodicEvaluator | None = None):
         check_trackers(cfg)
-        self.cfg, self.run, self.metrics = cfg, run, metrics
+        self.cfg, self.run, self.metrics, self.evaluator = cfg, run, metrics, evaluator
         self.watch = FrameWatch()
         self.dashboard: Dashboard | None = None
         self.trackers: list = []
@@ -39,9 +41,14 @@ class Observers:
                 self.metrics.listeners.append(self.dashboard.add)
         self.trackers = start_trackers(cfg, self.run)
         self.metrics.listeners.extend(self.trackers)
+        if self.evaluator is not None:
+            self.evaluator.clip_sinks = [t.video for t in self.trackers if hasattr(t, "video")]
+            self.evaluator.start()
 
     def close(self) -> None:
-        """After the run's last metrics record."""
+        """After the run's last metrics record (the evaluator has been told to stop)."""
+        if self.evaluator is not None:
+            self.evaluator.close()
         for tracker in self.trackers:
             tracker.close()
         if self.dashboard is not None:

@@ -86,7 +86,7 @@ class Trainer:
         # Process 0 writes the run's metrics; the others keep their latest record in memory.
         self.metrics = RunMetrics(MetricsLog(run.metrics_file if distributed.is_primary()
                                              else None), self.frames, self.updates)
-        self.observers = Observers(cfg, run, self.metrics)
+        self.observers = Observers(cfg, run, self.metrics, self.evaluator)
 
     @property
     def local_frames(self) -> int:
@@ -150,8 +150,6 @@ class Trainer:
             log.info("network: %s parameters; the actors multiply in %s", f"{self.param_count:,}",
                      self.inference.dtype_name)
             self.learning.start(self._coordinate if self.lockstep else None)
-            if self.evaluator is not None:
-                self.evaluator.start()
             self._loop(total)
         except Exception as e:  # the main thread's failure ends the run like any other's
             self.supervisor.fail(ThreadFailure(threading.current_thread().name,
@@ -176,8 +174,6 @@ class Trainer:
             self.saver.save_final(self.learning, self.counters, self.keys.key,
                                   failed=self.supervisor.failure is not None)
         resume_note = self.saver.close()
-        if self.evaluator is not None:
-            self.evaluator.close()
         self.supervisor.close()
         if self.supervisor.failure is None:
             self.write_metrics(final=True)

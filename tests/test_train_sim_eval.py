@@ -203,11 +203,11 @@ def test_periodic_evaluation_keeps_the_best_checkpoint_and_eval_can_take_it(tmp_
                                 "env.rollout_steps=8", "run.log_interval_s=0.2",
                                 "run.eval_interval=20", "run.eval_games=2",
                                 "run.eval_max_ticks=300", "run.keep_checkpoints=1",
-                                "run.checkpoint_interval_s=1"])
+                                "run.checkpoint_interval_s=1", "run.tensorboard=true"])
     run_dir = RunDir.create(cfg)
     trainer = Trainer(cfg, run_dir, install_signal_handlers=False)
     with TrainerThread(trainer, frames=100_000) as run:
-        run.wait_until(lambda: trainer.evaluator.latest.get("eval_updates", 0) >= 40,
+        run.wait_until(lambda: trainer.evaluator.latest.get("evaluations", 0) >= 2,
                        "two periodic evaluations")
         assert run.stop() == 0
     records = [r for r in read_metrics(run_dir.metrics_file) if "eval_score" in r]
@@ -220,6 +220,12 @@ def test_periodic_evaluation_keeps_the_best_checkpoint_and_eval_can_take_it(tmp_
     kept = sorted(int(p.name) for p in (run_dir.path / "checkpoints").iterdir()
                   if p.name.isdigit())
     assert kept == [trainer.updates]  # pruned to one; the best one lives apart
+    # Each evaluation's first game, filmed for TensorBoard (one picture per tick it played).
+    events = EventAccumulator(str(run_dir.path), size_guidance={"images": 0})
+    events.Reload()
+    clips = events.Images("eval/game")
+    assert len(clips) >= 2 and clips[0].width == clips[0].height == 128
+    assert clips[0].encoded_image_string[:6] == b"GIF89a"
 
     capsys.readouterr()  # the run's terminal rows
     assert main(["eval", str(run_dir.path), "--checkpoint", "best", "--episodes", "2",
