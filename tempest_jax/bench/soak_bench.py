@@ -225,7 +225,7 @@ def _report(args, cfg, trainer, samples, stats, client_result, errors, duration,
         "client_frames": client_result.get("frames", 0),
         "transitions_stored": trainer.replay.transitions, "updates": trainer.updates,
         "drops": drops, "drops_by_reason": stats["drops_by_reason"],
-        "backpressure_waits": trainer.server.sink.backpressure_waits,
+        "backpressure_waits": trainer.source.sink.backpressure_waits,
         "thread_failures": len(unhealthy), "threads": threads,
         "errors": errors, "samples": samples,
     }
