@@ -167,11 +167,39 @@ def draws(seed, ticks):
     return ((words[:, None] >> shifts) & 0xFF).reshape(-1).astype(jnp.int32)
 
 
-def take16(table, idx):
-    """table[idx] for a [16] table and any-shaped lane index (one-hot: cheaper than a gather
-    under vmap on CPU)."""
-    onehot = idx[..., None] == jnp.arange(NUM_LANES)
+def lookup(table, idx):
+    """table[idx] along the last axis of a per-game table (lanes, types) for any-shaped
+    in-range `idx`, as a one-hot sum: under vmap on CPU cheaper than a gather."""
+    table = jnp.asarray(table)
+    onehot = idx[..., None] == jnp.arange(table.shape[-1])
+    if table.dtype == jnp.bool_:
+        return jnp.any(onehot & table, axis=-1)
     return jnp.sum(jnp.where(onehot, table, 0), axis=-1)
+
+
+def first_true(mask):
+    """One-hot of the first True along the last axis (all False where there is none)."""
+    n = mask.shape[-1]
+    earlier = np.tri(n, k=-1, dtype=bool)             # earlier[i, j]: j comes before i
+    return mask & ~jnp.any(mask[..., None, :] & earlier, axis=-1)
+
+
+def last_true(mask):
+    """One-hot of the last True along the last axis (all False where there is none)."""
+    n = mask.shape[-1]
+    later = np.tri(n, k=-1, dtype=bool).T             # later[i, j]: j comes after i
+    return mask & ~jnp.any(mask[..., None, :] & later, axis=-1)
+
+
+def first_claims(candidates):
+    """Greedy claims in row order: row i takes the first column of `candidates[i]` that no
+    earlier row took. One-hot rows [rows, cols], all False where a row takes nothing."""
+    def claim(taken, row):
+        first = first_true(row & ~taken)
+        return taken | first, first
+
+    _, claims = jax.lax.scan(claim, jnp.zeros(candidates.shape[-1], bool), candidates)
+    return claims
 
 
 def lane_toward(from_lane, to_lane, is_open):
@@ -190,8 +218,8 @@ def flip_geometry(lane, higher, angles):
     the angle runs up from A[s] to (A[s-1]+8). This is the convention the extraction decodes
     (state_vector.md §3.2)."""
     base = jnp.where(higher, (lane + 1) & 15, lane)
-    a_base = take16(angles, base)
-    reversed_prev = (take16(angles, (base - 1) & 15) + 8) & 15
+    a_base = lookup(angles, base)
+    reversed_prev = (lookup(angles, (base - 1) & 15) + 8) & 15
     start = jnp.where(higher, reversed_prev, a_base)
     total = (reversed_prev - a_base) & 15          # the same count in both directions
     return base, start, jnp.where(total == 0, 8, total)
@@ -289,37 +317,35 @@ def choose_type(counts, tanker_cargo_counts, p, free, spike_tip, r_type, r_cargo
     openings = jnp.minimum(openings, free)
     has = openings > 0
     n_has = jnp.sum(has)
-    t_idx = jnp.arange(W.NUM_TYPES)
-    only = jnp.argmax(has)
-    # Step 5: fuseball down to flipper, the first type with openings below its minimum.
-    below_min = has & (counts < mins)
-    first_below = (W.NUM_TYPES - 1) - jnp.argmax(below_min[::-1])
-    # Step 6: spiker and tanker both open: a long spike on the lane calls a tanker.
+    types = jnp.arange(W.NUM_TYPES)
+    # The game's rules in order, as one ranking of the types; the lowest (tier, order, type)
+    # wins. Tiers: 0 the only type with openings; 1 the same, but its MIN is 0 (no enemy);
+    # 2 from fuseball down to flipper, a type with openings below its minimum; 3 spiker and
+    # tanker both open: the tanker when a long spike is on the lane, else the spiker; 4 from a
+    # random type 1..4 downward (wrapping), a type with MIN != 0 and openings; 5 that random
+    # type itself (no enemy); 6 the rest.
     long_spike = jnp.where(spike_tip == 0, 0xFF, spike_tip) < 0xCC
     spiker_or_tanker = jnp.where(long_spike, W.TANKER, W.SPIKER)
-    # Step 7: from a random type 1..4 downward (wrapping), the first with MIN != 0 and openings.
-    start = 1 + (r_type & 3)
-    order = (start - t_idx) % W.NUM_TYPES
-    eligible = (mins[order] != 0) & has[order]
-    scan_pick = order[jnp.argmax(eligible)]
-    kind = jnp.where(n_has == 1, only,
-                     jnp.where(jnp.any(below_min), first_below,
-                               jnp.where(has[W.SPIKER] & has[W.TANKER], spiker_or_tanker,
-                                         scan_pick)))
-    ok = jnp.where(n_has == 0, False,
-                   jnp.where(n_has == 1, mins[only] != 0,
-                             jnp.any(below_min) | (has[W.SPIKER] & has[W.TANKER])
-                             | jnp.any(eligible)))
+    place = (1 + (r_type & 3) - types) % W.NUM_TYPES        # place in the random-start order
+    tier_order = jnp.where(
+        (n_has == 1) & has, jnp.where(mins != 0, 0, 1 * 8),
+        jnp.where(has & (counts < mins), 2 * 8 + (W.NUM_TYPES - 1 - types),
+                  jnp.where(has[W.SPIKER] & has[W.TANKER] & (types == spiker_or_tanker), 3 * 8,
+                            jnp.where((mins != 0) & has, 4 * 8 + place,
+                                      jnp.where(place == 0, 5 * 8, 6 * 8)))))
+    best = jnp.min(tier_order * 8 + types)
+    kind, tier = best & 7, best >> 6
+    ok = (tier != 1) & (tier <= 4)
     # A tanker's cargo: from a random entry of the wave's 4-entry list, the first whose type
-    # still has openings.
+    # still has openings (none: no enemy).
     cargo_list = jnp.stack([p["cargo0"], p["cargo1"], p["cargo2"], p["cargo3"]])
-    c_order = (r_cargo + jnp.arange(4)) & 3
-    c_types = jnp.asarray(W.TYPE_OF_CARGO)[cargo_list[c_order]]
-    c_ok = has[c_types]
-    cargo = cargo_list[c_order[jnp.argmax(c_ok)]]
+    cargo_type = jnp.asarray(W.TYPE_OF_CARGO)[cargo_list]
+    cargo_ok = lookup(has, cargo_type)
+    c_place = (jnp.arange(4) - r_cargo) & 3
+    cargo_best = jnp.min(jnp.where(cargo_ok, c_place, c_place + 4) * 4 + cargo_list)
     is_tanker = kind == W.TANKER
-    ok = ok & (~is_tanker | jnp.any(c_ok))
-    return ok, kind, jnp.where(is_tanker, cargo, 0)
+    ok = ok & (~is_tanker | (cargo_best < 16))
+    return ok, kind, jnp.where(is_tanker, cargo_best & 3, 0)
 
 
 def _spawn(e: Enemies, slot_mask, kind, lane, along, higher, cargo, pattern, p):
@@ -335,14 +361,14 @@ def _spawn(e: Enemies, slot_mask, kind, lane, along, higher, cargo, pattern, p):
     return e.replace(**{k: jnp.where(slot_mask, v, getattr(e, k)) for k, v in new.items()})
 
 
-def _highest_free(e: Enemies):
-    free = e.along == 0
-    idx = NUM_SLOTS - 1 - jnp.argmax(free[::-1])
-    return jnp.any(free), jnp.arange(NUM_SLOTS) == idx
+def _highest_free_of(along):
+    """One-hot of the highest free slot (all False when every slot is busy)."""
+    return last_true(along == 0)
 
 
 def _hatch(s: GameState, p, r, can_hatch):
-    """Pending countdowns, and at most one pending enemy entering the tube per tick."""
+    """Pending countdowns, and at most one pending enemy entering the tube per tick (nothing
+    changes unless `can_hatch`)."""
     e = s.enemies
     live = s.pending_vid > 0
     active = e.along > 0
@@ -352,18 +378,17 @@ def _hatch(s: GameState, p, r, can_hatch):
     vid = jnp.where(live & ~frozen, s.pending_vid - 1, s.pending_vid)
     reaching = live & (vid == 0) & ~frozen
     idx = NUM_PENDING - 1 - jnp.argmax(reaching[::-1])        # the scan runs 63 → 0
-    any_reaching = jnp.any(reaching)
-    lane = seg[idx]
+    lane = lookup(seg, idx)
     lane = jnp.where(s.is_open & (lane == 15), 2 * (r[0] % 8), lane)
-    counts = jnp.stack([jnp.sum(active & (e.kind == t)) for t in range(W.NUM_TYPES)])
-    tanker_cargo = jnp.stack([jnp.sum(active & (e.kind == W.TANKER) & (e.cargo > 0)
-                                      & (jnp.asarray(W.TYPE_OF_CARGO)[e.cargo] == t))
-                              for t in range(W.NUM_TYPES)])
-    free_count = NUM_SLOTS - jnp.sum(active)
-    ok, kind, cargo = choose_type(counts, tanker_cargo, p, free_count,
-                                  take16(s.spikes, lane), r[1], r[2])
-    has_slot, slot = _highest_free(e)
-    launch = any_reaching & ok & has_slot
+    of_type = active[:, None] & (e.kind[:, None] == jnp.arange(W.NUM_TYPES))   # [slot, type]
+    counts = jnp.sum(of_type, axis=0)
+    loaded = active & (e.kind == W.TANKER) & (e.cargo > 0)
+    tanker_cargo = jnp.sum(loaded[:, None] & (jnp.asarray(W.TYPE_OF_CARGO)[e.cargo][:, None]
+                                              == jnp.arange(W.NUM_TYPES)), axis=0)
+    ok, kind, cargo = choose_type(counts, tanker_cargo, p, NUM_SLOTS - jnp.sum(active),
+                                  lookup(s.spikes, lane), r[1], r[2])
+    slot = _highest_free_of(e.along)
+    launch = jnp.any(reaching) & ok & jnp.any(slot)
     e = _spawn(e, slot & launch, kind, lane, _i32(FAR_END * ONE), r[3] >= 128, cargo,
                p["pattern"], p)
     # Entries that reached 0 without launching step back by one.
@@ -424,7 +449,9 @@ def _move_enemies(s: GameState, p, r, pulsing):
     timer = jnp.where(crouching, e.timer - 1, e.timer)
     timer = jnp.where(chasing & done_flip, CROUCH_TICKS, timer)
     e = e.replace(timer=timer)
-    e = _start_flip(e, crouching & (timer <= 0), e.higher, is_open, angles)
+    # Flips start below in one go: the enemy kinds and programs are disjoint, so no section
+    # reads what another one's start changes.
+    start_c = crouching & (timer <= 0)
 
     # --- flippers climbing ------------------------------------------------------------------
     climbing_f = active & flipper & ~e.chaser
@@ -432,7 +459,7 @@ def _move_enemies(s: GameState, p, r, pulsing):
     climb_ticks = jnp.asarray(PATTERN_CLIMB_TICKS)[pattern]
     climb_flipping = jnp.asarray(PATTERN_CLIMB_WHILE_FLIPPING)[pattern]
     direction_mode = jnp.asarray(PATTERN_DIRECTION)[pattern]
-    tip = take16(s.spikes, e.lane)
+    tip = lookup(s.spikes, e.lane)
     shielded = (pattern == W.PATTERN_SPIKE_AWARE) & (tip > 0) & (depth > tip)
     may_flip = (pattern != W.PATTERN_STRAIGHT) & ~shielded
     e = e.replace(timer=jnp.where(climbing_f & done_flip, climb_ticks, e.timer))
@@ -442,8 +469,7 @@ def _move_enemies(s: GameState, p, r, pulsing):
     e = e.replace(timer=jnp.where(counting, e.timer - 1, e.timer))
     flip_dir = jnp.where(direction_mode == DIR_TOWARD, toward_player,
                          jnp.where(direction_mode == DIR_AWAY, ~toward_player, e.higher))
-    e = _start_flip(e, start_f, flip_dir, is_open, angles)
-    climb_f = climbing_f & ~start_f & (~(e.flipping & ~start_f) | climb_flipping)
+    climb_f = climbing_f & ~start_f & (~e.flipping | climb_flipping)
 
     # --- pulsars ----------------------------------------------------------------------------
     climbing_p = active & pulsar & ~e.chaser
@@ -453,7 +479,6 @@ def _move_enemies(s: GameState, p, r, pulsing):
     idle_p = climbing_p & ~e.flipping & ~done_flip
     start_p = idle_p & (e.timer <= 0) & ~pulsing
     e = e.replace(timer=jnp.where(idle_p & (e.timer > 0), e.timer - 1, e.timer))
-    e = _start_flip(e, start_p, toward_player, is_open, angles)
     move_p = idle_p & ~start_p
 
     # --- fuseballs: lateral moves of 7 steps x 4 ticks, climbing/descending between --------
@@ -483,8 +508,11 @@ def _move_enemies(s: GameState, p, r, pulsing):
     start_u = wants_random | rim_turn | early_turn | deep_turn
     dir_u = jnp.where(rim_turn, jnp.where(chase_rim | stay_at_rim, toward_player, random_dir),
                       jnp.where(chase_tube, toward_player, random_dir))
-    e = _start_flip(e, start_u, dir_u, is_open, angles)
     move_u = riding & ~start_u
+    e = _start_flip(e, start_c | start_f | start_p | start_u,
+                    jnp.where(start_f, flip_dir, jnp.where(start_p, toward_player,
+                                                           jnp.where(start_u, dir_u, e.higher))),
+                    is_open, angles)
 
     # --- depth movement ----------------------------------------------------------------------
     speed = jnp.where(flipper | tanker, p["speed_flipper"],
@@ -532,11 +560,11 @@ def _move_enemies(s: GameState, p, r, pulsing):
     along = jnp.where(turn, 0x20 * ONE, along)
     bottom = spiking & e.down & (along >= 0xF2 * ONE)
     # Shortest spike (no spike counts as shortest), scanning from a random lane.
-    lane_ids = jnp.arange(NUM_LANES)
-    scan = (r[22] + lane_ids) & 15
-    heights = jnp.where(spikes == 0, 0x100, spikes)[scan]
-    heights = jnp.where(is_open & (scan == 15), -1, heights)
-    new_lane = scan[jnp.argmax(heights)]
+    lanes = jnp.arange(NUM_LANES)
+    heights = jnp.where(spikes == 0, 0x100, spikes)
+    heights = jnp.where(is_open & (lanes == 15), -1, heights)
+    place = (lanes - r[22]) & 15                   # place of each lane in the scan
+    new_lane = (r[22] + jnp.min(jnp.where(heights == jnp.max(heights), place, NUM_LANES))) & 15
     to_tanker = bottom & (pending == 0)
     e = e.replace(
         down=jnp.where(turn, True, jnp.where(bottom, False, e.down)),
@@ -558,22 +586,38 @@ def _move_enemies(s: GameState, p, r, pulsing):
 
 def _apply_splits(e: Enemies, split, p, is_open):
     """Tankers in `split` become two cargo enemies: the tanker's slot turns into the first
-    child (lane L-1, rotating CW), the second (lane L+1, CCW) takes the highest free slot."""
-    for k in range(NUM_SLOTS):
-        here = jnp.arange(NUM_SLOTS) == k
+    child (lane L-1, rotating CW), the second (lane L+1, CCW) takes the highest free slot.
+
+    Tankers split one after another in slot order, and each second child takes a slot the
+    next one no longer finds free, so the slots are assigned in a loop over the 7 slots. It
+    carries only what the assignment reads and what a child takes from its tanker; the new
+    enemies are written once, after it."""
+    slots = jnp.arange(NUM_SLOTS)
+
+    def split_one(k, c):
+        along, lane, cargo, kind, higher, pattern, born = c
         do = split[k]
-        child_kind = jnp.asarray(W.TYPE_OF_CARGO)[e.cargo[k]]
-        lane = e.lane[k]
-        left = (lane - 1) & 15
-        right = (lane + 1) & 15
+        left = (lane[k] - 1) & 15
+        right = (lane[k] + 1) & 15
         left = jnp.where(is_open & (left == 15), 0, left)
         right = jnp.where(is_open & (right == 15), 14, right)
-        along = e.along[k]
-        pattern = jnp.where((along >> 8) < 0x20, W.PATTERN_STRAIGHT, p["pattern"])
-        e = _spawn(e, here & do, child_kind, left, along, False, 0, pattern, p)
-        has_slot, slot = _highest_free(e)
-        e = _spawn(e, slot & do & has_slot, child_kind, right, along, True, 0, pattern, p)
-    return e
+        # The first child keeps the tanker's depth, so the free slots are the same after it;
+        # the second child overwrites it when its slot is the tanker's own (depth 0).
+        second = _highest_free_of(along) & do
+        child = ((slots == k) & do) | second
+        return (jnp.where(child, along[k], along),
+                jnp.where(child, jnp.where(second, right, left), lane),
+                jnp.where(child, 0, cargo),
+                jnp.where(child, jnp.asarray(W.TYPE_OF_CARGO)[cargo[k]], kind),
+                jnp.where(child, second, higher),
+                jnp.where(child, jnp.where((along[k] >> 8) < 0x20, W.PATTERN_STRAIGHT,
+                                           p["pattern"]), pattern),
+                born | child)
+
+    along, lane, _, kind, higher, pattern, born = jax.lax.fori_loop(
+        0, NUM_SLOTS, split_one,
+        (e.along, e.lane, e.cargo, e.kind, e.higher, e.pattern, jnp.zeros(NUM_SLOTS, bool)))
+    return _spawn(e, born, kind, lane, along, higher, 0, pattern, p)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -601,58 +645,60 @@ def _kill_points(kind, fuse_roll):
 
 def _shot_hits(s: GameState, shot_mask, p, r, split):
     """Resolve player shots in `shot_mask` against enemies, in slot order: each shot kills at
-    most one enemy. Tankers with cargo are marked to split instead of vanishing."""
+    most one enemy (the lowest slot it hits that no earlier shot took). Tankers with cargo are
+    marked to split instead of vanishing; marked tankers cannot be hit again."""
     e = s.enemies
-    points = _i32(0)
-    killed_any = jnp.asarray(False)
-    shot_depth = s.shot_depth
-    for j in range(NUM_SHOTS):
-        live = shot_mask[j] & (shot_depth[j] > 0)
-        hits = _enemy_hit_mask(e, shot_depth[j], s.shot_lane[j], p) & ~split & live
-        any_hit = jnp.any(hits)
-        k = jnp.argmax(hits)
-        victim = (jnp.arange(NUM_SLOTS) == k) & any_hit
-        points = points + jnp.where(any_hit, _kill_points(e.kind[k], r[24 + j] & 7), 0)
-        splits = victim & (e.kind == W.TANKER) & (e.cargo > 0)
-        split = split | splits
-        e = e.replace(along=jnp.where(victim & ~splits, 0, e.along))
-        shot_depth = shot_depth.at[j].set(jnp.where(any_hit, 0, shot_depth[j]))
-        killed_any = killed_any | any_hit
-    return s.replace(enemies=e, shot_depth=shot_depth), points, killed_any, split
+    live = shot_mask & (s.shot_depth > 0)
+    hits = (_enemy_hit_mask(e, s.shot_depth[:, None], s.shot_lane[:, None], p)
+            & ~split & live[:, None])                         # [shot, enemy]
+    victims = first_claims(hits)
+    points = jnp.sum(jnp.where(victims, _kill_points(e.kind, (r[24:32] & 7)[:, None]), 0))
+    hit = jnp.any(victims, axis=1)
+    victim = jnp.any(victims, axis=0)
+    splits = victim & (e.kind == W.TANKER) & (e.cargo > 0)
+    e = e.replace(along=jnp.where(victim & ~splits, 0, e.along))
+    return (s.replace(enemies=e, shot_depth=jnp.where(hit, 0, s.shot_depth)), points,
+            jnp.any(hit), split | splits)
 
 
 def _move_player_shots(s: GameState):
     """Shots fly +9 per tick (+5 after a spike hit), cut spikes (1 point per cut), vanish after
-    the second cut or at the far end. Shots are processed in slot order, as the game does."""
-    spikes = s.spikes
-    depth, hits = s.shot_depth, s.shot_hits
-    points = _i32(0)
-    for j in range(NUM_SHOTS):
-        live = depth[j] > 0
-        d = depth[j] + jnp.where(hits[j] > 0, PLAYER_SHOT_SPEED_AFTER_SPIKE, PLAYER_SHOT_SPEED)
-        lane_mask = jnp.arange(NUM_LANES) == s.shot_lane[j]
-        tip = jnp.sum(jnp.where(lane_mask, spikes, 0))
-        cut = live & (tip > 0) & (d >= tip)
-        spikes = jnp.where(lane_mask & cut, jnp.where(d >= FAR_END, 0, d), spikes)
-        h = hits[j] + cut
-        gone = (d >= FAR_END) | (h >= 2)
-        depth = depth.at[j].set(jnp.where(live & ~gone, d, 0))
-        hits = hits.at[j].set(jnp.where(live & ~gone, h, 0))
-        points = points + cut
-    return s.replace(spikes=spikes, shot_depth=depth, shot_hits=hits), points
+    the second cut or at the far end. Shots are processed in slot order, as the game does.
+
+    A cut moves the spike's tip down to the shot (removes the spike at the far end), and a shot
+    cuts when it reaches the tip, so the tip a shot meets is the deepest of the spike and the
+    live shots before it in its lane, or none once one of those removed the spike."""
+    spikes, lanes, hits = s.spikes, s.shot_lane, s.shot_hits
+    live = s.shot_depth > 0
+    d = s.shot_depth + jnp.where(hits > 0, PLAYER_SHOT_SPEED_AFTER_SPIKE, PLAYER_SHOT_SPEED)
+    spike = lookup(spikes, lanes)
+    # before[i, j]: live shot i is in shot j's lane and moves before it.
+    before = (live[:, None] & (lanes[:, None] == lanes) & np.tri(NUM_SHOTS, k=-1, dtype=bool).T)
+    deepest = jnp.maximum(spike, jnp.max(jnp.where(before, d[:, None], 0), axis=0))
+    removes = live & (d >= FAR_END) & (d >= deepest)          # removes the spike, if still there
+    removed = jnp.any(before & removes[:, None], axis=0)
+    tip = jnp.where(spike > 0, jnp.where(removed, 0, deepest), spike)
+    cut = live & (tip > 0) & (d >= tip)
+    # Each lane's spike after all shots: the same rule over every live shot in the lane.
+    in_lane = live[:, None] & (lanes[:, None] == jnp.arange(NUM_LANES))
+    lane_deepest = jnp.maximum(spikes, jnp.max(jnp.where(in_lane, d[:, None], 0), axis=0))
+    lane_removed = jnp.any(in_lane & removes[:, None], axis=0)
+    spikes = jnp.where(spikes > 0, jnp.where(lane_removed, 0, lane_deepest), spikes)
+    h = hits + cut
+    keep = live & (d < FAR_END) & (h < 2)
+    return (s.replace(spikes=spikes, shot_depth=jnp.where(keep, d, 0),
+                      shot_hits=jnp.where(keep, h, 0)), jnp.sum(cut))
 
 
 def _shot_vs_shot(s: GameState, p):
-    """A player shot and an enemy shot in the same lane within range destroy each other."""
+    """A player shot and an enemy shot in the same lane within range destroy each other; player
+    shots in slot order, each meeting the first enemy shot no earlier one destroyed."""
     pd, ed = s.shot_depth, s.eshot_pos
-    for j in range(NUM_SHOTS):
-        meet = ((ed > 0) & (pd[j] > 0) & (s.eshot_lane == s.shot_lane[j])
-                & (jnp.abs(pd[j] - (ed >> 8)) < p["hit_shot"]))
-        any_meet = jnp.any(meet)
-        first = (jnp.arange(NUM_ENEMY_SHOTS) == jnp.argmax(meet)) & any_meet
-        ed = jnp.where(first, 0, ed)
-        pd = pd.at[j].set(jnp.where(any_meet, 0, pd[j]))
-    return s.replace(shot_depth=pd, eshot_pos=ed)
+    meet = ((ed > 0) & (pd[:, None] > 0) & (s.eshot_lane == s.shot_lane[:, None])
+            & (jnp.abs(pd[:, None] - (ed >> 8)) < p["hit_shot"]))   # [player shot, enemy shot]
+    met = first_claims(meet)
+    return s.replace(shot_depth=jnp.where(jnp.any(met, axis=1), 0, pd),
+                     eshot_pos=jnp.where(jnp.any(met, axis=0), 0, ed))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -692,9 +738,7 @@ def tick(s: GameState, fire_in, zap_in, spinner_in) -> GameState:
 
     # 2. Fire: one new shot per tick in the highest free slot, tested at once against enemies.
     act = alive & (playing | zooming)
-    free_shot = s.shot_depth == 0
-    shot_slot = NUM_SHOTS - 1 - jnp.argmax(free_shot[::-1])
-    new_shot = (jnp.arange(NUM_SHOTS) == shot_slot) & jnp.any(free_shot) & fire & act
+    new_shot = last_true(s.shot_depth == 0) & fire & act
     s = s.replace(shot_depth=jnp.where(new_shot, s.player_along >> 8, s.shot_depth),
                   shot_lane=jnp.where(new_shot, s.player_lane, s.shot_lane),
                   shot_hits=jnp.where(new_shot, 0, s.shot_hits),
@@ -710,10 +754,8 @@ def tick(s: GameState, fire_in, zap_in, spinner_in) -> GameState:
     kill_tick = zap_running & (zt >= 4) & ((zt & 1) == 0)
     active = e.along > 0
     has_victim = jnp.any(active)
-    victim_idx = NUM_SLOTS - 1 - jnp.argmax(active[::-1])
-    zap_victim = (jnp.arange(NUM_SLOTS) == victim_idx) & kill_tick & has_victim
-    points += jnp.where(jnp.any(zap_victim),
-                        jnp.asarray(W.ZAP_POINTS)[e.kind[victim_idx]], 0)
+    zap_victim = last_true(active) & kill_tick
+    points += jnp.sum(jnp.where(zap_victim, jnp.asarray(W.ZAP_POINTS)[e.kind], 0))
     e = e.replace(along=jnp.where(zap_victim, 0, e.along))
     zap_length = jnp.where(s.zap_uses <= 1, ZAP_LENGTH_FIRST, ZAP_LENGTH_SECOND)
     zt = jnp.where(zap_running & ((zt >= zap_length) | (kill_tick & ~has_victim)), 0, zt)
@@ -728,10 +770,7 @@ def tick(s: GameState, fire_in, zap_in, spinner_in) -> GameState:
 
     # 4. Pending enemies enter the tube (not while zapping or with every slot busy).
     in_play = playing & alive
-    hatched = _hatch(s, p, r, in_play & ~zap_running)
-    s = s.replace(**{k: jax.tree.map(lambda a, b: jnp.where(in_play, a, b),
-                                     getattr(hatched, k), getattr(s, k))
-                     for k in ("enemies", "pending_vid", "pending_seg")})
+    s = _hatch(s, p, r, in_play & ~zap_running)
 
     # 5. Enemy programs and the pulse clock.
     pulsing = s.pulse_clock >= 0
@@ -766,15 +805,14 @@ def tick(s: GameState, fire_in, zap_in, spinner_in) -> GameState:
     on_screen = jnp.sum(s.eshot_pos > 0)
     chance = jnp.asarray(ENEMY_FIRE_CHANCE)[jnp.minimum(on_screen, 4)]
     wants = deep & e.can_fire & ~e.flipping & (holdoff < 0) & (r[32:39] < chance)
-    shooter = NUM_SLOTS - 1 - jnp.argmax(wants[::-1])
-    free_es = s.eshot_pos == 0
-    es_slot = (jnp.arange(NUM_ENEMY_SHOTS) == jnp.argmax(free_es))
+    shooter = last_true(wants)
+    # A free enemy shot slot exists whenever fewer than max_shots (<= 4) are on screen.
     fires = jnp.any(wants) & (on_screen < p["max_shots"]) & in_play
+    es_slot = first_true(s.eshot_pos == 0) & fires
     s = s.replace(
-        eshot_pos=jnp.where(es_slot & fires, e.along[shooter], s.eshot_pos),
-        eshot_lane=jnp.where(es_slot & fires, e.lane[shooter], s.eshot_lane),
-        enemies=e.replace(holdoff=jnp.where((jnp.arange(NUM_SLOTS) == shooter) & fires,
-                                            p["holdoff"], holdoff)))
+        eshot_pos=jnp.where(es_slot, jnp.sum(jnp.where(shooter, e.along, 0)), s.eshot_pos),
+        eshot_lane=jnp.where(es_slot, jnp.sum(jnp.where(shooter, e.lane, 0)), s.eshot_lane),
+        enemies=e.replace(holdoff=jnp.where(shooter & fires, p["holdoff"], holdoff)))
 
     # 8. Collisions: player shots vs enemies, then vs enemy shots.
     s, pts, killed, split = _shot_hits(s, jnp.full(NUM_SHOTS, True) & playing, p, r, split)
@@ -812,7 +850,7 @@ def _analyse(s: GameState, p, r, old_alive, gs) -> GameState:
     along = jnp.where(zoom_alive, s.player_along + s.zoom_speed, s.player_along)
     speed = jnp.where(zoom_alive, s.zoom_speed + p["zoom_accel"], s.zoom_speed)
     depth = along >> 8
-    tip = take16(s.spikes, s.player_lane)
+    tip = lookup(s.spikes, s.player_lane)
     spiked = zoom_alive & (depth < FAR_END) & (tip > 0) & (tip < depth)
     off_end = zoom_alive & ~spiked & (depth >= FAR_END)
     s = s.replace(player_along=jnp.where(off_end, 0xFF * ONE, along), zoom_speed=speed,
