@@ -193,13 +193,19 @@ def last_true(mask):
 
 def first_claims(candidates):
     """Greedy claims in row order: row i takes the first column of `candidates[i]` that no
-    earlier row took. One-hot rows [rows, cols], all False where a row takes nothing."""
-    def claim(taken, row):
-        first = first_true(row & ~taken)
-        return taken | first, first
+    earlier row took. One-hot rows [rows, cols], all False where a row takes nothing.
 
-    _, claims = jax.lax.scan(claim, jnp.zeros(candidates.shape[-1], bool), candidates)
-    return claims
+    Each row is a bit mask, so the order-dependent part is three integer operations per row
+    (x & -x keeps the lowest set bit)."""
+    rows, cols = candidates.shape[-2:]
+    bit = 1 << jnp.arange(cols)
+    masks = jnp.sum(jnp.where(candidates, bit, 0), axis=-1)
+    taken, claims = 0, []
+    for i in range(rows):
+        free = masks[..., i] & ~taken
+        claims.append(free & -free)
+        taken = taken | claims[-1]
+    return (jnp.stack(claims, axis=-1)[..., None] & bit) != 0
 
 
 def lane_toward(from_lane, to_lane, is_open):
@@ -675,7 +681,9 @@ def _move_player_shots(s: GameState):
     # before[i, j]: live shot i is in shot j's lane and moves before it.
     before = (live[:, None] & (lanes[:, None] == lanes) & np.tri(NUM_SHOTS, k=-1, dtype=bool).T)
     deepest = jnp.maximum(spike, jnp.max(jnp.where(before, d[:, None], 0), axis=0))
-    removes = live & (d >= FAR_END) & (d >= deepest)          # removes the spike, if still there
+    # The first live shot in a lane at the far end that reaches the spike removes it: no
+    # earlier live shot in the lane is deeper, so the deepest before it is the spike itself.
+    removes = live & (d >= FAR_END) & (d >= spike)
     removed = jnp.any(before & removes[:, None], axis=0)
     tip = jnp.where(spike > 0, jnp.where(removed, 0, deepest), spike)
     cut = live & (tip > 0) & (d >= tip)
