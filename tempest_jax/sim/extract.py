@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from tempest_jax import features as F
@@ -105,20 +106,8 @@ def _pair(num, den):
     return num, jnp.broadcast_to(jnp.asarray(den, jnp.int32), num.shape)
 
 
-def small_enum(v, m):
-    return _pair(jnp.clip(v, 0, m), m)
-
-
-def natural(v):
-    return _pair(v, 255)
-
-
 def depth(v):
     return _pair(jnp.maximum(v, 0), 255)
-
-
-def boolean(v):
-    return _pair(v.astype(jnp.int32), 1)
 
 
 def relative_rational(num, den, valid):
@@ -131,15 +120,96 @@ def signed(v, m):
     return _pair(jnp.clip(v, -m, m), m)
 
 
-def spike(d):
-    return _pair(jnp.where(d == 0, 0, 255 - d), 255)
-
-
 def bcd_score(lo, mid, hi):
     def pair(b):
         return 10 * jnp.minimum(b >> 4, 9) + jnp.minimum(b & 15, 9)
 
     return pair(hi) * 10_000 + pair(mid) * 100 + pair(lo)
+
+
+# Blocks that normalise one RAM byte per value: (block, address, rule, low, high, den); the
+# value is clip(rule(byte), low, high) / den. All of them are read with one gather.
+BYTE_AS_IS, BYTE_LOW_NIBBLE, BYTE_EIGHT_MINUS, BYTE_BIT7_CLEAR, BYTE_NONZERO, BYTE_SPIKE, \
+    BYTE_SIGNED = range(7)
+BYTE_BLOCKS = (
+    ("gamestate", M.GAMESTATE, BYTE_AS_IS, 0, 36, 36),
+    ("game_mode", M.GAME_MODE, BYTE_AS_IS, 0, 255, 255),
+    ("countdown_timer", M.COUNTDOWN_TIMER, BYTE_AS_IS, 0, 255, 255),
+    ("lives", M.P1_LIVES, BYTE_AS_IS, 0, 6, 6),
+    ("p1_level", M.P1_LEVEL, BYTE_AS_IS, 0, 98, 98),
+    ("player_position", M.PLAYER_SEG, BYTE_AS_IS, 0, 15, 15),
+    ("alive", M.PLAYER_STATE, BYTE_BIT7_CLEAR, 0, 1, 1),
+    ("player_state", M.PLAYER_STATE, BYTE_LOW_NIBBLE, 0, 15, 15),
+    ("player_depth", M.PLAYER_ALONG, BYTE_AS_IS, 0, 255, 255),
+    ("zap_uses", M.ZAP_USES, BYTE_AS_IS, 0, 2, 2),
+    ("zap_active", M.ZAP_RUNNING, BYTE_AS_IS, 0, 19, 19),
+    ("shots_remaining", M.PLAYER_SHOT_COUNT, BYTE_EIGHT_MINUS, 0, 8, 8),
+    ("player_shot_depth", M.PLAYER_SHOT_POSITIONS, BYTE_AS_IS, 0, 255, 256),
+    ("level_number", M.CURLEVEL, BYTE_AS_IS, 0, 98, 98),
+    ("open_level", M.OPEN_LEVEL, BYTE_NONZERO, 0, 1, 1),
+    ("level_shape", M.CURLEVEL, BYTE_LOW_NIBBLE, 0, 15, 15),
+    ("spike", M.LANE_SPIKE_HEIGHT, BYTE_SPIKE, 0, 255, 255),
+    ("tube_angle", M.TUBE_ANGLE, BYTE_AS_IS, 0, 15, 15),
+    ("active_count", M.N_FLIPPERS, BYTE_AS_IS, 0, 7, 7),
+    ("spawn_available", M.AVL_FLIPPERS, BYTE_AS_IS, 0, 7, 7),
+    ("enemies_in_tube", M.NUM_ENEMIES_IN_TUBE, BYTE_AS_IS, 0, 7, 7),
+    ("enemies_on_top", M.NUM_ENEMIES_ON_TOP, BYTE_AS_IS, 0, 7, 7),
+    ("enemies_pending", M.ENEMIES_PENDING, BYTE_AS_IS, 0, 63, 63),
+    ("pulsar_fliprate", M.PULSAR_FLIPRATE, BYTE_AS_IS, 0, 40, 40),
+    ("pulse_beat", M.PULSE_BEAT, BYTE_SIGNED, -12, 12, 12),
+    ("pulsing", M.PULSING, BYTE_AS_IS, 0, 255, 255),
+    ("flipper_move", M.FLIPPER_MOVE, BYTE_AS_IS, 0, 135, 135),
+    ("fuse_move_prb", M.FUSE_MOVE_PRB, BYTE_AS_IS, 0, 255, 255),
+    ("enemy_depth", M.ENEMY_ALONG, BYTE_AS_IS, 0, 255, 255),
+)
+
+
+def _byte_table():
+    """Per value of the byte blocks: (address, rule, low, high, den) as int32 arrays."""
+    rows = []
+    for name, addr, rule, low, high, den in BYTE_BLOCKS:
+        rows += [(addr + i, rule, low, high, den) for i in range(F.LAYOUT[name].size)]
+    return tuple(np.asarray(column, np.int32) for column in zip(*rows))
+
+
+BYTE_ADDR, BYTE_RULE, BYTE_LOW, BYTE_HIGH, BYTE_DEN = _byte_table()
+
+
+def byte_blocks(r):
+    """The byte blocks' values (float32, in BYTE_BLOCKS order) from a RAM image as int32."""
+    v = r[BYTE_ADDR]
+    v = jnp.where(BYTE_RULE == BYTE_LOW_NIBBLE, v & 15, v)
+    v = jnp.where(BYTE_RULE == BYTE_EIGHT_MINUS, 8 - v, v)
+    v = jnp.where(BYTE_RULE == BYTE_SIGNED, jnp.where(v > 127, v - 256, v), v)
+    v = jnp.where(BYTE_RULE == BYTE_SPIKE, jnp.where(v == 0, 0, 255 - v), v)
+    v = jnp.where(BYTE_RULE == BYTE_BIT7_CLEAR, (v & 0x80) == 0,
+                  jnp.where(BYTE_RULE == BYTE_NONZERO, v != 0, v))
+    return exact_div(jnp.clip(v, BYTE_LOW, BYTE_HIGH), BYTE_DEN)
+
+
+# The other blocks, in the pieces `extract` computes them in (blocks of a piece alike).
+COMPUTED_PIECES = (
+    ("enemy_rel_lane", "enemy_top_rel_lane", "pulsar_rel_lane", "toprail_rel_lane"),
+    ("player_shot_rel_lane", "enemy_shot_rel_lane"),
+    ("enemy_delta_lane", "enemy_delta_depth"),
+    ("pulsar_depth", "nearest_threat"),
+    ("enemy_info",), ("enemy_speed",), ("enemy_shot_position",),
+)
+DELTA_LIMITS = np.asarray([[8], [128]], np.int32)    # enemy_delta_lane, enemy_delta_depth
+
+
+def _state_order():
+    """STATE_ORDER[i]: where state value i sits in the concatenated pieces."""
+    names = [b[0] for b in BYTE_BLOCKS] + [n for piece in COMPUTED_PIECES for n in piece]
+    assert sorted(names) == sorted(f.name for f in F.FIELDS)
+    where, start = {}, 0
+    for name in names:
+        where[name] = start
+        start += F.LAYOUT[name].size
+    return np.concatenate([np.arange(f.size) + where[f.name] for f in F.FIELDS]).astype(np.int32)
+
+
+STATE_ORDER = _state_order()
 
 
 def fractional_rel(rel_int, lane, direction, angle_nibble, angles, is_open):
@@ -248,48 +318,21 @@ def extract(carry: ExtractCarry, ram, cmd_fire=0, cmd_zap=0, cmd_spinner=0):
     info = (info_num, jnp.tile(jnp.asarray([7, 1, 1, 1, 1, 3], jnp.int32), NUM_SLOTS))
     speeds = at(M.SPEED_MSB, 5) * 256 + at(M.SPEED_LSB, 5)
     speeds = jnp.where(speeds > 32767, speeds - 65536, speeds)
-    pulse_beat = at(M.PULSE_BEAT)
-    pulse_beat = jnp.where(pulse_beat > 127, pulse_beat - 256, pulse_beat)
 
-    blocks = {
-        "gamestate": small_enum(gamestate, 36), "game_mode": natural(game_mode),
-        "countdown_timer": natural(at(M.COUNTDOWN_TIMER)),
-        "lives": small_enum(at(M.P1_LIVES), 6),
-        "p1_level": small_enum(jnp.minimum(at(M.P1_LEVEL), 98), 98),
-        "player_position": small_enum(player_raw, 15),
-        "alive": boolean(alive), "player_state": small_enum(player_state & 15, 15),
-        "player_depth": depth(at(M.PLAYER_ALONG)), "zap_uses": small_enum(zap_uses, 2),
-        "zap_active": small_enum(jnp.minimum(at(M.ZAP_RUNNING), 19), 19),
-        "shots_remaining": small_enum(8 - at(M.PLAYER_SHOT_COUNT), 8),
-        "player_shot_depth": _pair(shot_pos, 256),
-        "player_shot_rel_lane": relative_rational(rel(shot_lane), 1, shot_on),
-        "level_number": small_enum(jnp.minimum(level, 98), 98),
-        "open_level": boolean(is_open), "level_shape": small_enum(level % 16, 15),
-        "spike": spike(spikes), "tube_angle": small_enum(angles, 15),
-        "active_count": small_enum(at(M.N_FLIPPERS, 5), 7),
-        "spawn_available": small_enum(at(M.AVL_FLIPPERS, 5), 7),
-        "enemies_in_tube": small_enum(at(M.NUM_ENEMIES_IN_TUBE), 7),
-        "enemies_on_top": small_enum(at(M.NUM_ENEMIES_ON_TOP), 7),
-        "enemies_pending": small_enum(pending, 63),
-        "pulsar_fliprate": small_enum(jnp.minimum(at(M.PULSAR_FLIPRATE), 40), 40),
-        "pulse_beat": signed(pulse_beat, 12), "pulsing": natural(at(M.PULSING)),
-        "flipper_move": small_enum(at(M.FLIPPER_MOVE), 135),
-        "fuse_move_prb": natural(at(M.FUSE_MOVE_PRB)), "enemy_speed": signed(speeds, 2560),
-        "enemy_info": info,
-        "enemy_rel_lane": relative_rational(e_num, e_den, e_on),
-        "enemy_depth": depth(e_depth),
-        "enemy_top_rel_lane": relative_rational(e_num, e_den, top),
-        "enemy_shot_position": _pair(jnp.where(es_on, es_depth, 0), 65536),
-        "enemy_shot_rel_lane": relative_rational(rel(es_lane), 1, es_on),
-        "pulsar_depth": depth(jnp.where(pulsar, e_depth, 0)),
-        "pulsar_rel_lane": relative_rational(e_num, e_den, pulsar),
-        "toprail_rel_lane": relative_rational(e_num, e_den, toprail),
-        "nearest_threat": depth(nearest), "enemy_delta_lane": signed(d_lane, 8),
-        "enemy_delta_depth": signed(d_depth, 128),
-    }
-    nums = jnp.concatenate([jnp.atleast_1d(blocks[f.name][0]) for f in F.FIELDS])
-    dens = jnp.concatenate([jnp.atleast_1d(blocks[f.name][1]) for f in F.FIELDS])
-    state = exact_div(nums, dens)
+    # The state vector: the byte blocks in one piece, the other blocks in a few pieces of
+    # blocks computed alike (COMPUTED_PIECES order), put in layout order by STATE_ORDER.
+    pieces = [
+        relative_rational(e_num, e_den, jnp.stack([e_on, top, pulsar, toprail])),
+        relative_rational(rel(jnp.concatenate([shot_lane, es_lane])), 1,
+                          jnp.concatenate([shot_on, es_on])),
+        signed(jnp.stack([d_lane, d_depth]), DELTA_LIMITS),
+        depth(jnp.concatenate([jnp.where(pulsar, e_depth, 0), nearest])),
+        info,
+        signed(speeds, 2560),
+        _pair(jnp.where(es_on, es_depth, 0), 65536),
+    ]
+    state = jnp.concatenate([byte_blocks(r)] + [exact_div(*piece).reshape(-1)
+                                                for piece in pieces])[STATE_ORDER]
 
     # Expert.
     view = X.ExpertView(
