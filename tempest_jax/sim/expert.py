@@ -20,6 +20,10 @@ SUPERZAP_COOLDOWN_FRAMES = 60
 FIRE_SKIP_PERIOD = 20        # no fire on ticks where $0003 % 20 == 0 (about 95% fire)
 # |num / den| compared across dens 1..16 on one integer scale: lcm(1..16).
 RATIONAL_SCALE = 720_720
+# Hunted enemy types, most wanted first (fuseball, flipper, tanker, spiker), and the rank of
+# each 3-bit type code in that order (pulsars and unused codes are not hunted).
+HUNT_ORDER = (4, 0, 2, 3)
+HUNT_RANK = tuple(HUNT_ORDER.index(t) if t in HUNT_ORDER else len(HUNT_ORDER) for t in range(8))
 
 
 @struct.dataclass
@@ -109,12 +113,12 @@ def expert(view: ExpertView, cooldown):
     dodge_target, dodge_ok = _step_target(view, dodge_step)
     dodge = fuse & dodge_ok
 
-    # 2.5 Hunt: fuseball, flipper, tanker, spiker; nearest |rel|, then nearest the rim.
-    hunt_target = p
-    for t in (3, 2, 0, 4):          # reversed: the first type with an active slot wins
-        of_type = view.enemy_active & (view.enemy_type == t)
-        found, idx = _first_min(jnp.abs(e_rel) * 256 + view.enemy_depth, of_type)
-        hunt_target = jnp.where(found, view.enemy_lane[idx], hunt_target)
+    # 2.5 Hunt: fuseball, flipper, tanker, spiker (the first type with an active slot wins);
+    # within it the nearest |rel|, then nearest the rim, then the lowest slot.
+    rank = jnp.asarray(HUNT_RANK)[view.enemy_type]
+    found, idx = _first_min(rank * 4096 + jnp.abs(e_rel) * 256 + view.enemy_depth,
+                            view.enemy_active & (rank < len(HUNT_ORDER)))
+    hunt_target = jnp.where(found, view.enemy_lane[idx], p)
 
     # 2.6 Superzapper advice (only on frames that reach the hunt).
     hunting = (gs == F.GAMESTATE_PLAYING) & ~threat & ~dodge

@@ -1,14 +1,15 @@
 """Game state → the Tempest RAM image (uint8[0x400]) at the real game's addresses.
 
 Every address that the extraction (and the Lua script on MAME) reads is written with the real
-game's meaning, so one extraction serves both. The image is assembled as one concatenation of
-address-ordered segments (zeros in the gaps): a single fused copy per game, no scatters.
+game's meaning, so one extraction serves both. The image is gathered into place from one
+concatenation of the written values (zeros elsewhere): no scatters.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from tempest_jax.sim import game as G
 from tempest_jax.sim import ram_map as M
@@ -18,20 +19,27 @@ from tempest_jax.sim import waves as W
 CREDITS_KEPT = 2     # the Lua script keeps two credits in the machine (game_control.md)
 
 
-def _assemble(writes: dict[int, jax.Array]) -> jax.Array:
-    """uint8[RAM_SIZE] from {address: int array}; addresses not written are 0."""
-    pieces, cursor = [], 0
-    for addr in sorted(writes):
-        values = jnp.atleast_1d(writes[addr]).astype(jnp.int32)
-        if addr < cursor:
-            raise ValueError(f"RAM write at {addr:#06x} overlaps the previous segment")
-        if addr > cursor:
-            pieces.append(jnp.zeros(addr - cursor, jnp.int32))
-        pieces.append(values)
-        cursor = addr + values.shape[0]
-    if cursor < M.RAM_SIZE:
-        pieces.append(jnp.zeros(M.RAM_SIZE - cursor, jnp.int32))
-    return (jnp.concatenate(pieces) & 0xFF).astype(jnp.uint8)
+def _assemble(writes: dict) -> jax.Array:
+    """uint8[RAM_SIZE] from {address: int array}; addresses not written are 0. A tuple of
+    addresses writes the rows of a stacked [rows, n] value there, row r at address r.
+
+    The image is one gather from a concatenation of the values. XLA compiles each computed
+    operand of a long concatenation as a kernel of its own, so values computed alike come
+    stacked (up to 8 rows: a stack XLA still fuses into one kernel)."""
+    sources, index, size = [], np.full(M.RAM_SIZE, -1), 0
+    for key, value in writes.items():
+        addresses = key if isinstance(key, tuple) else (key,)
+        rows = jnp.asarray(value).astype(jnp.int32).reshape(len(addresses), -1)
+        n = rows.shape[1]
+        for i, addr in enumerate(addresses):
+            if addr + n > M.RAM_SIZE or (index[addr:addr + n] >= 0).any():
+                raise ValueError(f"RAM write at {addr:#06x} overlaps another or the end")
+            index[addr:addr + n] = size + i * n + np.arange(n)
+        sources.append(rows.reshape(-1))
+        size += rows.size
+    index[index < 0] = size                        # a zero after the values
+    image = jnp.concatenate([*sources, jnp.zeros(1, jnp.int32)])[index]
+    return (image & 0xFF).astype(jnp.uint8)
 
 
 def bcd_pair(v):
@@ -64,46 +72,45 @@ def ram(s: G.GameState) -> jax.Array:
     p = G.wave_params(s.level)
     e = s.enemies
     active = e.along > 0
-    counts = jnp.stack([jnp.sum(active & (e.kind == t)) for t in range(W.NUM_TYPES)])
+    counts = jnp.sum(active[:, None] & (e.kind[:, None] == jnp.arange(W.NUM_TYPES)), axis=0)
     maxs = jnp.stack([p["max_f"], p["max_p"], p["max_t"], p["max_s"], p["max_u"]])
     free = G.NUM_SLOTS - jnp.sum(active)
     openings = jnp.minimum(jnp.maximum(maxs - counts, 0), free)
     speeds = jnp.stack([p["speed_flipper"], jnp.asarray(W.PULSAR_SPEED, jnp.int32),
                         p["speed_tanker"], p["speed_spiker"], p["speed_fuseball"]]) & 0xFFFF
-    type_info, active_info, seg, more_info, along, along_lsb = enemy_bytes(e)
     shape = jnp.asarray(shapes.SHAPE_OF_SLOT)[s.level % 16]
-    score = s.score
     on_top = jnp.sum(active & e.chaser)
     writes = {
         M.GAMESTATE: s.gamestate, M.NEXT_GAMESTATE: s.next_state, M.TIMECTR: s.timectr,
         M.COUNTDOWN_TIMER: s.countdown, M.GAME_MODE: s.game_mode,
         M.CREDITS: jnp.asarray(CREDITS_KEPT),
-        M.P1_SCORE_L: bcd_pair(score % 100), M.P1_SCORE_M: bcd_pair(score // 100 % 100),
-        M.P1_SCORE_H: bcd_pair(score // 10_000 % 100),
+        (M.P1_SCORE_L, M.P1_SCORE_M, M.P1_SCORE_H):
+            bcd_pair(s.score // jnp.asarray([1, 100, 10_000]) % 100),
         M.P1_LEVEL: s.level, M.P1_LIVES: s.lives,
-        M.ZAP_FIRE_DEBOUNCE: (jnp.where(s.fire_button, 0x10, 0)
-                              | jnp.where(s.zap_button, 0x08, 0)),
         M.POSITION: s.position,                    # $0050 stays 0: the game consumed it
-        M.CURLEVEL: s.level, M.PULSAR_FLIPRATE: p["pulsar_delay"],
-        M.NUM_ENEMIES_IN_TUBE: jnp.sum(active) - on_top, M.NUM_ENEMIES_ON_TOP: on_top,
-        M.OPEN_LEVEL: jnp.where(s.is_open, 0xFF, 0), M.CURTUBE: shape,
-        M.ZAP_RUNNING: s.zap_timer, M.PLAYER_SHOT_COUNT: jnp.sum(s.shot_depth > 0),
-        M.AVL_FLIPPERS: openings, M.N_FLIPPERS: counts,
+        M.CURLEVEL: s.level,
+        (M.PULSAR_FLIPRATE, M.FLIPPER_MOVE, M.FUSE_MOVE_PRB):
+            jnp.stack([p["pulsar_delay"], p["pattern"], p["fuse_threshold"]]),
+        (M.ZAP_FIRE_DEBOUNCE, M.NUM_ENEMIES_IN_TUBE, M.NUM_ENEMIES_ON_TOP, M.OPEN_LEVEL,
+         M.CURTUBE, M.PLAYER_SHOT_COUNT, M.PLAYER_ALONG, M.ENEMIES_PENDING): jnp.stack([
+             jnp.where(s.fire_button, 0x10, 0) | jnp.where(s.zap_button, 0x08, 0),
+             jnp.sum(active) - on_top, on_top, jnp.where(s.is_open, 0xFF, 0), shape,
+             jnp.sum(s.shot_depth > 0), s.player_along >> 8, G.pending_count(s)]),
+        M.ZAP_RUNNING: s.zap_timer,
+        (M.AVL_FLIPPERS, M.N_FLIPPERS, M.SPEED_LSB, M.SPEED_MSB):
+            jnp.stack([openings, counts, speeds & 0xFF, speeds >> 8]),
         M.PULSE_BEAT: s.pulse_inc, M.PULSING: s.pulse_clock,
-        M.FLIPPER_MOVE: p["pattern"], M.FUSE_MOVE_PRB: p["fuse_threshold"],
-        M.SPEED_LSB: speeds & 0xFF, M.SPEED_MSB: speeds >> 8,
         M.PLAYER_SEG: s.player_lane, M.PLAYER_STATE: s.player_state,
-        M.PLAYER_ALONG: s.player_along >> 8,
         M.PENDING_SEG: s.pending_seg, M.PENDING_VID: s.pending_vid,
-        M.ENEMY_TYPE_INFO: type_info, M.ACTIVE_ENEMY_INFO: active_info,
-        M.ENEMY_ALONG_LSB: along_lsb,
+        (M.ENEMY_TYPE_INFO, M.ACTIVE_ENEMY_INFO, M.ENEMY_SEG, M.MORE_ENEMY_INFO, M.ENEMY_ALONG,
+         M.ENEMY_ALONG_LSB): jnp.stack(enemy_bytes(e)),
         M.PLAYER_SHOT_SEGMENTS: s.shot_lane, M.ENEMY_SHOT_SEGMENTS: s.eshot_lane,
-        M.ENEMY_SEG: seg, M.MORE_ENEMY_INFO: more_info,
-        M.PLAYER_SHOT_POSITIONS: s.shot_depth, M.ENEMY_SHOT_POSITIONS: s.eshot_pos >> 8,
-        M.ENEMY_ALONG: along, M.ENM_SHOT_LSB: s.eshot_pos & 0xFF,
-        M.ZAP_USES: s.zap_uses, M.ENEMIES_PENDING: G.pending_count(s),
-        M.LANE_SPIKE_HEIGHT: s.spikes,
-        M.TUBE_X: jnp.asarray(shapes.TUBE_X)[shape], M.TUBE_Y: jnp.asarray(shapes.TUBE_Y)[shape],
+        M.PLAYER_SHOT_POSITIONS: s.shot_depth,
+        (M.ENEMY_SHOT_POSITIONS, M.ENM_SHOT_LSB): jnp.stack([s.eshot_pos >> 8,
+                                                             s.eshot_pos & 0xFF]),
+        M.ZAP_USES: s.zap_uses, M.LANE_SPIKE_HEIGHT: s.spikes,
+        (M.TUBE_X, M.TUBE_Y): jnp.stack([jnp.asarray(shapes.TUBE_X)[shape],
+                                         jnp.asarray(shapes.TUBE_Y)[shape]]),
         M.TUBE_ANGLE: s.tube_angle,
     }
     return _assemble(writes)
