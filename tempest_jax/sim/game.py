@@ -177,35 +177,48 @@ def lookup(table, idx):
     return jnp.sum(jnp.where(onehot, table, 0), axis=-1)
 
 
+def bits_of(mask):
+    """A bool mask's last axis (at most 31 long) as an integer, bit i = mask[..., i]: one
+    reduction, after which 'any', 'first' and 'last' are integer operations."""
+    return jnp.sum(jnp.where(mask, 1 << jnp.arange(mask.shape[-1]), 0), axis=-1)
+
+
+def mask_of(bits, n):
+    """The inverse of `bits_of`: bool[..., n]."""
+    return ((bits[..., None] >> jnp.arange(n)) & 1) != 0
+
+
+def lowest_bit(bits):
+    return bits & -bits
+
+
+def highest_bit(bits):
+    return jnp.where(bits == 0, 0, 1 << (31 - jax.lax.clz(bits)))
+
+
 def first_true(mask):
     """One-hot of the first True along the last axis (all False where there is none)."""
-    n = mask.shape[-1]
-    earlier = np.tri(n, k=-1, dtype=bool)             # earlier[i, j]: j comes before i
-    return mask & ~jnp.any(mask[..., None, :] & earlier, axis=-1)
+    return mask_of(lowest_bit(bits_of(mask)), mask.shape[-1])
 
 
 def last_true(mask):
     """One-hot of the last True along the last axis (all False where there is none)."""
-    n = mask.shape[-1]
-    later = np.tri(n, k=-1, dtype=bool).T             # later[i, j]: j comes after i
-    return mask & ~jnp.any(mask[..., None, :] & later, axis=-1)
+    return mask_of(highest_bit(bits_of(mask)), mask.shape[-1])
 
 
 def first_claims(candidates):
     """Greedy claims in row order: row i takes the first column of `candidates[i]` that no
-    earlier row took. One-hot rows [rows, cols], all False where a row takes nothing.
+    earlier row took. Returns (the column each row takes as a one-bit mask, 0 for none;
+    every column taken, as bits).
 
     Each row is a bit mask, so the order-dependent part is three integer operations per row
     (x & -x keeps the lowest set bit)."""
-    rows, cols = candidates.shape[-2:]
-    bit = 1 << jnp.arange(cols)
-    masks = jnp.sum(jnp.where(candidates, bit, 0), axis=-1)
+    masks = bits_of(candidates)
     taken, claims = 0, []
-    for i in range(rows):
-        free = masks[..., i] & ~taken
-        claims.append(free & -free)
+    for i in range(candidates.shape[-2]):
+        claims.append(lowest_bit(masks[..., i] & ~taken))
         taken = taken | claims[-1]
-    return (jnp.stack(claims, axis=-1)[..., None] & bit) != 0
+    return jnp.stack(claims, axis=-1), taken
 
 
 def lane_toward(from_lane, to_lane, is_open):
@@ -224,8 +237,8 @@ def flip_geometry(lane, higher, angles):
     the angle runs up from A[s] to (A[s-1]+8). This is the convention the extraction decodes
     (state_vector.md §3.2)."""
     base = jnp.where(higher, (lane + 1) & 15, lane)
-    a_base = lookup(angles, base)
-    reversed_prev = (lookup(angles, (base - 1) & 15) + 8) & 15
+    a_base, a_prev = lookup(angles, jnp.stack([base, (base - 1) & 15]))
+    reversed_prev = (a_prev + 8) & 15
     start = jnp.where(higher, reversed_prev, a_base)
     total = (reversed_prev - a_base) & 15          # the same count in both directions
     return base, start, jnp.where(total == 0, 8, total)
@@ -367,11 +380,6 @@ def _spawn(e: Enemies, slot_mask, kind, lane, along, higher, cargo, pattern, p):
     return e.replace(**{k: jnp.where(slot_mask, v, getattr(e, k)) for k, v in new.items()})
 
 
-def _highest_free_of(along):
-    """One-hot of the highest free slot (all False when every slot is busy)."""
-    return last_true(along == 0)
-
-
 def _hatch(s: GameState, p, r, can_hatch):
     """Pending countdowns, and at most one pending enemy entering the tube per tick (nothing
     changes unless `can_hatch`)."""
@@ -393,8 +401,9 @@ def _hatch(s: GameState, p, r, can_hatch):
                                               == jnp.arange(W.NUM_TYPES)), axis=0)
     ok, kind, cargo = choose_type(counts, tanker_cargo, p, NUM_SLOTS - jnp.sum(active),
                                   lookup(s.spikes, lane), r[1], r[2])
-    slot = _highest_free_of(e.along)
-    launch = jnp.any(reaching) & ok & jnp.any(slot)
+    free = bits_of(e.along == 0)
+    slot = mask_of(highest_bit(free), NUM_SLOTS)             # the highest free slot
+    launch = jnp.any(reaching) & ok & (free != 0)
     e = _spawn(e, slot & launch, kind, lane, _i32(FAR_END * ONE), r[3] >= 128, cargo,
                p["pattern"], p)
     # Entries that reached 0 without launching step back by one.
@@ -451,7 +460,7 @@ def _move_enemies(s: GameState, p, r, pulsing):
     # --- rim chasers (flippers and pulsars on the rim): crouch, grab, flip on --------------
     chasing = active & flips_kind & e.chaser
     crouching = chasing & ~e.flipping & ~done_flip
-    grab = jnp.any(crouching & (e.lane == player))
+    grabbing = crouching & (e.lane == player)
     timer = jnp.where(crouching, e.timer - 1, e.timer)
     timer = jnp.where(chasing & done_flip, CROUCH_TICKS, timer)
     e = e.replace(timer=timer)
@@ -541,8 +550,9 @@ def _move_enemies(s: GameState, p, r, pulsing):
     along = jnp.where(hold, 0x11 * ONE, jnp.where(reach, RIM * ONE, along))
     along = jnp.where(up & fuse & (along <= RIM * ONE), RIM * ONE, along)
     others = e.chaser & active
-    one_other = jnp.sum(others) == 1
-    other_higher = jnp.any(others & e.higher)
+    n_others, n_others_higher = jnp.sum(jnp.stack([others, others & e.higher]), axis=-1)
+    one_other = n_others == 1
+    other_higher = n_others_higher > 0
     chase_dir = jnp.where(one_other, ~other_higher, toward_player)
     e = e.replace(chaser=e.chaser | convert, higher=jnp.where(convert, chase_dir, e.higher),
                   timer=jnp.where(convert, CROUCH_TICKS, e.timer),
@@ -559,7 +569,7 @@ def _move_enemies(s: GameState, p, r, pulsing):
     lanes_onehot = e.lane[:, None] == jnp.arange(NUM_LANES)
     grow_depth = jnp.where(spiking & ~e.down, jnp.maximum(new_depth, 0x20), 0x1FF)
     tip_from_spikers = jnp.min(jnp.where(lanes_onehot, grow_depth[:, None], 0x1FF), axis=0)
-    has_spiker = jnp.any(lanes_onehot & (spiking & ~e.down)[:, None], axis=0)
+    has_spiker = tip_from_spikers < 0x1FF           # a climbing spiker's tip is below 0x100
     spikes = jnp.where(has_spiker & (s.spikes == 0), 0xF1, s.spikes)
     spikes = jnp.where(has_spiker, jnp.minimum(spikes, tip_from_spikers), spikes)
     turn = spiking & ~e.down & (new_depth < 0x20)
@@ -570,7 +580,8 @@ def _move_enemies(s: GameState, p, r, pulsing):
     heights = jnp.where(spikes == 0, 0x100, spikes)
     heights = jnp.where(is_open & (lanes == 15), -1, heights)
     place = (lanes - r[22]) & 15                   # place of each lane in the scan
-    new_lane = (r[22] + jnp.min(jnp.where(heights == jnp.max(heights), place, NUM_LANES))) & 15
+    # The first lane in the scan with the largest height value (key = place mod 16).
+    new_lane = (r[22] + jnp.min((0x100 - heights) * NUM_LANES + place)) & 15
     to_tanker = bottom & (pending == 0)
     e = e.replace(
         down=jnp.where(turn, True, jnp.where(bottom, False, e.down)),
@@ -582,11 +593,11 @@ def _move_enemies(s: GameState, p, r, pulsing):
 
     # --- deaths caused by enemies -----------------------------------------------------------
     depth = e.along >> 8
-    pulsar_kill = jnp.any(active & pulsar & ~e.flipping & pulsing & (depth < potency)
-                          & (e.lane == player))
-    fuse_kill = jnp.any(active & fuse & (depth == RIM) & (e.lane == player))
-    kill_state = jnp.where(grab, PLAYER_STATE_GRABBED,
-                           jnp.where(pulsar_kill | fuse_kill, PLAYER_STATE_KILLED, 0))
+    pulsar_kill = (active & pulsar & ~e.flipping & pulsing & (depth < potency)
+                   & (e.lane == player))
+    fuse_kill = active & fuse & (depth == RIM) & (e.lane == player)
+    grab, killed = jnp.any(jnp.stack([grabbing, pulsar_kill | fuse_kill]), axis=-1)
+    kill_state = jnp.where(grab, PLAYER_STATE_GRABBED, jnp.where(killed, PLAYER_STATE_KILLED, 0))
     return e, spikes, kill_state, split
 
 
@@ -609,7 +620,7 @@ def _apply_splits(e: Enemies, split, p, is_open):
         right = jnp.where(is_open & (right == 15), 14, right)
         # The first child keeps the tanker's depth, so the free slots are the same after it;
         # the second child overwrites it when its slot is the tanker's own (depth 0).
-        second = _highest_free_of(along) & do
+        second = last_true(along == 0) & do             # the highest free slot
         child = ((slots == k) & do) | second
         return (jnp.where(child, along[k], along),
                 jnp.where(child, jnp.where(second, right, left), lane),
@@ -657,14 +668,15 @@ def _shot_hits(s: GameState, shot_mask, p, r, split):
     live = shot_mask & (s.shot_depth > 0)
     hits = (_enemy_hit_mask(e, s.shot_depth[:, None], s.shot_lane[:, None], p)
             & ~split & live[:, None])                         # [shot, enemy]
-    victims = first_claims(hits)
+    claims, taken = first_claims(hits)
+    victims = mask_of(claims, NUM_SLOTS)                      # [shot, enemy], one-hot rows
     points = jnp.sum(jnp.where(victims, _kill_points(e.kind, (r[24:32] & 7)[:, None]), 0))
-    hit = jnp.any(victims, axis=1)
-    victim = jnp.any(victims, axis=0)
+    hit = claims != 0
+    victim = mask_of(taken, NUM_SLOTS)
     splits = victim & (e.kind == W.TANKER) & (e.cargo > 0)
     e = e.replace(along=jnp.where(victim & ~splits, 0, e.along))
     return (s.replace(enemies=e, shot_depth=jnp.where(hit, 0, s.shot_depth)), points,
-            jnp.any(hit), split | splits)
+            taken != 0, split | splits)
 
 
 def _move_player_shots(s: GameState):
@@ -704,9 +716,9 @@ def _shot_vs_shot(s: GameState, p):
     pd, ed = s.shot_depth, s.eshot_pos
     meet = ((ed > 0) & (pd[:, None] > 0) & (s.eshot_lane == s.shot_lane[:, None])
             & (jnp.abs(pd[:, None] - (ed >> 8)) < p["hit_shot"]))   # [player shot, enemy shot]
-    met = first_claims(meet)
-    return s.replace(shot_depth=jnp.where(jnp.any(met, axis=1), 0, pd),
-                     eshot_pos=jnp.where(jnp.any(met, axis=0), 0, ed))
+    claims, taken = first_claims(meet)
+    return s.replace(shot_depth=jnp.where(claims != 0, 0, pd),
+                     eshot_pos=jnp.where(mask_of(taken, NUM_ENEMY_SHOTS), 0, ed))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -761,8 +773,9 @@ def tick(s: GameState, fire_in, zap_in, spinner_in) -> GameState:
     e = s.enemies
     kill_tick = zap_running & (zt >= 4) & ((zt & 1) == 0)
     active = e.along > 0
-    has_victim = jnp.any(active)
-    zap_victim = last_true(active) & kill_tick
+    live_slots = bits_of(active)
+    has_victim = live_slots != 0
+    zap_victim = mask_of(highest_bit(live_slots), NUM_SLOTS) & kill_tick
     points += jnp.sum(jnp.where(zap_victim, jnp.asarray(W.ZAP_POINTS)[e.kind], 0))
     e = e.replace(along=jnp.where(zap_victim, 0, e.along))
     zap_length = jnp.where(s.zap_uses <= 1, ZAP_LENGTH_FIRST, ZAP_LENGTH_SECOND)
@@ -813,9 +826,10 @@ def tick(s: GameState, fire_in, zap_in, spinner_in) -> GameState:
     on_screen = jnp.sum(s.eshot_pos > 0)
     chance = jnp.asarray(ENEMY_FIRE_CHANCE)[jnp.minimum(on_screen, 4)]
     wants = deep & e.can_fire & ~e.flipping & (holdoff < 0) & (r[32:39] < chance)
-    shooter = last_true(wants)
+    wanting = bits_of(wants)
+    shooter = mask_of(highest_bit(wanting), NUM_SLOTS)
     # A free enemy shot slot exists whenever fewer than max_shots (<= 4) are on screen.
-    fires = jnp.any(wants) & (on_screen < p["max_shots"]) & in_play
+    fires = (wanting != 0) & (on_screen < p["max_shots"]) & in_play
     es_slot = first_true(s.eshot_pos == 0) & fires
     s = s.replace(
         eshot_pos=jnp.where(es_slot, jnp.sum(jnp.where(shooter, e.along, 0)), s.eshot_pos),
