@@ -2,7 +2,8 @@
 
 Measures `tempest_jax.sim.step` (jitted, vmapped) at several numbers of parallel games, with
 games in play (expert actions, so the mix of states is a realistic one). Figures:
-steps_per_s_N for each size N and steps_per_s, the best of them.
+steps_per_s_N for each size N and steps_per_s, the best of them; compile_s_N, the seconds
+the first `sim.step` at size N takes (tracing, compiling and running it once).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ def measure(args: argparse.Namespace):
         if n < 1:
             raise SystemExit("tempest-jax bench sim: --games values must be >= 1")
         state, frame = sim.reset(jax.random.key(0), n)
+        actions = jax.block_until_ready(sim.expert_actions(frame))
         start = time.perf_counter()
-        state, frame = sim.step(state, sim.expert_actions(frame))
+        state, frame = sim.step(state, actions)
         jax.block_until_ready(frame)
         compile_s = time.perf_counter() - start
         for _ in range(args.warmup_ticks):
@@ -50,6 +52,7 @@ def measure(args: argparse.Namespace):
 
         rate = best_rate(work, min_seconds=args.seconds)
         figures[f"steps_per_s_{n}"] = rate
+        figures[f"compile_s_{n}"] = compile_s
         rows.append((n, rate, 1e6 / rate * n, compile_s))
     figures["steps_per_s"] = max(figures[f"steps_per_s_{n}"] for n in args.games)
     settings = {"games": args.games, "seconds": args.seconds,
