@@ -49,6 +49,7 @@ from tempest_jax.policy import PolicyOutput
 from tempest_jax.protocol import FrameBatch
 from tempest_jax.replay import Emission, Replay, ReplaySink, scaled_reward
 from tempest_jax.server import GameServer
+from tempest_jax.sim.compiling import jit as sim_jit
 from tempest_jax.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -219,7 +220,7 @@ def _make_rollout(inference: Inference, schedule: ScheduleConfig, steps: int,
 
     per_tick = NamedSharding(games.mesh, P(None, *games.spec))
     replicated = inference.replicated
-    return jax.jit(rollout, donate_argnums=(1, 2, 3),
+    return sim_jit(rollout, donate_argnums=(1, 2, 3),
                    in_shardings=(replicated, games, games, games, replicated, replicated,
                                  replicated),
                    out_shardings=(games, games, games, per_tick))

@@ -16,7 +16,6 @@ meant to change the game regenerates the file, from the repository root:
 from __future__ import annotations
 
 import hashlib
-from functools import partial
 from pathlib import Path
 
 import jax
@@ -25,6 +24,7 @@ import numpy as np
 
 from tempest_jax import features as F
 from tempest_jax import sim
+from tempest_jax.sim.compiling import jit
 
 GOLDEN_PATH = Path(__file__).parent / "data" / "sim_golden.npz"
 TICKS = 3000
@@ -41,7 +41,7 @@ def random_actions(ticks: int, games: int) -> np.ndarray:
     return np.random.default_rng(SEED).integers(0, F.NUM_ACTIONS, (ticks, games), np.int32)
 
 
-@partial(jax.jit, static_argnums=(3,))
+@jit(static_argnums=(3,))
 def _rollout(state, frame, table, ticks, use_expert):
     def body(carry, random_action):
         state, frame = carry

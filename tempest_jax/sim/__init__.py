@@ -24,6 +24,7 @@ from tempest_jax import features as F
 from tempest_jax.sim import extract as _extract
 from tempest_jax.sim import game as _game
 from tempest_jax.sim import ram as _ram
+from tempest_jax.sim.compiling import jit
 from tempest_jax.sim.extract import ExtractCarry, Frame, initial_carry
 from tempest_jax.sim.game import GameState
 
@@ -64,7 +65,7 @@ def _step_batch(state: SimState, actions):
     return SimState(game=game, carry=carry), frame
 
 
-@jax.jit(static_argnums=(1,))
+@jit(static_argnums=(1,))
 def _reset(key, n, start_level):
     return _reset_batch(jax.random.bits(key, (n,), jnp.uint32), start_level)
 
@@ -76,7 +77,7 @@ def reset(key, n: int, start_level: int = 1) -> tuple[SimState, Frame]:
     return _reset(key, n, jnp.asarray(start_level - 1, jnp.int32))
 
 
-_step = jax.jit(_step_batch)
+_step = jit(_step_batch)
 
 
 def step(state: SimState, actions) -> tuple[SimState, Frame]:
@@ -86,7 +87,7 @@ def step(state: SimState, actions) -> tuple[SimState, Frame]:
     return _step(state, actions)
 
 
-@jax.jit
+@jit
 def ram_images(game: GameState):
     """RAM images uint8[n, 0x400] of a batch of games."""
     return jax.vmap(_ram.ram)(game)

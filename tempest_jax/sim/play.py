@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +20,7 @@ from tempest_jax import features as F
 from tempest_jax import sim
 from tempest_jax.protocol import HEADER_FIELDS
 from tempest_jax.sim import game as G
+from tempest_jax.sim.compiling import jit
 
 POLICIES = ("expert", "random")
 CHUNK_TICKS = 500
@@ -103,7 +103,7 @@ def _seen(frame, actions, finished, params, record, q_values) -> dict:
     return seen
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2, 3))
+@jit(static_argnums=(0, 1, 2, 3))
 def _run_chunk(ticks, policy, record, q_values, params, state, frame, stats, key):
     def body(carry, key):
         state, frame, stats = carry
