@@ -61,7 +61,7 @@ def finish(procs: list[subprocess.Popen], logs: list[Path], timeout: float) -> l
     return codes
 
 
-def run_workers(mode: str, processes: int, out: Path, timeout: float = 150) -> None:
+def run_workers(mode: str, processes: int, out: Path, timeout: float = 600) -> None:
     """Run the worker as a job of `processes` (4 devices in all) and require success."""
     port = free_port()
     logs = [out / f"{mode}-{processes}-{i}.log" for i in range(processes)]
@@ -73,7 +73,7 @@ def run_workers(mode: str, processes: int, out: Path, timeout: float = 150) -> N
         assert code == 0 and "WORKER-OK" in text, f"exit {code}: {text[-3000:]}"
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(1800)
 def test_two_processes_match_one_and_checkpoints_restore_on_either(tmp_path):
     two, one = tmp_path / "two", tmp_path / "one"
     two.mkdir()
@@ -105,17 +105,17 @@ def test_two_processes_match_one_and_checkpoints_restore_on_either(tmp_path):
         np.testing.assert_array_equal(restored["rng"], [0, 7])
 
 
-@pytest.mark.timeout(200)
+@pytest.mark.timeout(900)
 def test_a_dying_process_stops_the_others_and_the_last_checkpoint_restores(tmp_path):
     port = free_port()
     logs = [tmp_path / f"endless-{i}.log" for i in range(2)]
     procs = [start([str(WORKER), "endless", str(port), "2", str(i), str(tmp_path)], 2, log)
              for i, log in enumerate(logs)]
     try:
-        deadline = time.monotonic() + 120
-        while "SAVED 4" not in logs[0].read_text():  # a few checkpoints are on disk
-            assert time.monotonic() < deadline and procs[0].poll() is None, (
-                logs[0].read_text()[-3000:])
+        # A few checkpoints on disk; no deadline of its own (the first compile on a loaded
+        # machine can take minutes): it waits while both processes live.
+        while "SAVED 4" not in logs[0].read_text():
+            assert all(proc.poll() is None for proc in procs), logs[0].read_text()[-3000:]
             time.sleep(0.2)
         os.killpg(procs[1].pid, signal.SIGKILL)
         killed = time.monotonic()

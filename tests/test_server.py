@@ -102,7 +102,7 @@ def expected_reply(payload: bytes) -> bytes:
     return P.encode_reply(P.Reply(action.fire, action.zap, action.spinner, 1, 13))
 
 
-def wait_for(predicate, timeout=5.0):
+def wait_for(predicate, timeout=60.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():
