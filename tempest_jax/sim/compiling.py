@@ -45,8 +45,12 @@ class _Jitted:
         traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kwargs)))
         return (self._nested if traced else self._get())(*args, **kwargs)
 
-    def lower(self, *args, **kwargs):
-        return self._get().lower(*args, **kwargs)
+    def __getattr__(self, name: str):
+        # The rest of the jitted function's API (`lower`, `eval_shape`, `_cache_size`, ...)
+        # is the top-level function's.
+        if name.startswith("__") or name in ("_fn", "_kwargs", "_top", "_nested"):
+            raise AttributeError(name)
+        return getattr(self._get(), name)
 
 
 def jit(fn: Callable | None = None, **kwargs) -> Any:
