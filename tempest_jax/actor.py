@@ -75,15 +75,19 @@ def advance_segments(segments: Segments, fresh: Any, done: Any, length: int,
     return Segments(draw, xp.where(done, 0, left)), draw
 
 
-def select_actions(key: jax.Array, greedy: jax.Array, expert_joint: jax.Array,
+# Uniform draws `select_actions` takes per row: explore, fire, zap, spinner, zap gate.
+ACTION_DRAWS = 5
+
+
+def select_actions(draws: jax.Array, greedy: jax.Array, expert_joint: jax.Array,
                    expert_zap: jax.Array, gamestate: jax.Array, frames: jax.Array,
                    overrides: Overrides, cfg: ScheduleConfig,
                    expert_draw: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(joint actions, is_expert) for one batch; every argument but `key`, `frames`,
-    `overrides` and `cfg` has one row per frame. A row's expert acts when its segment's
-    `expert_draw` is below the expert ratio."""
+    """(joint actions, is_expert) for one batch. `draws` (ACTION_DRAWS, n), uniforms in
+    [0, 1), is all its randomness; `greedy`, `expert_joint`, `expert_zap`, `gamestate` and
+    `expert_draw` have one row per frame; `frames` and the overrides are scalars or one per
+    row. A row's expert acts when its segment's `expert_draw` is below the expert ratio."""
     chex.assert_equal_shape([greedy, expert_joint, expert_zap, gamestate, expert_draw])
-    n = greedy.shape[0]
     zoom = gamestate == F.GAMESTATE_ZOOM
     # Float32 frame counts lose integer precision past 16M frames; schedules do not need it,
     # and the pulse is decided on the host from exact counts.
@@ -93,16 +97,15 @@ def select_actions(key: jax.Array, greedy: jax.Array, expert_joint: jax.Array,
                       schedules.expert_ratio(frames, cfg, zoom=zoom))
     eps = jnp.where(overrides.epsilon >= 0, overrides.epsilon,
                     schedules.epsilon(frames, cfg, zoom=zoom, pulse_until=pulse_until))
-    k_explore, k_fire, k_zap, k_spin, k_gate = jax.random.split(key, 5)
+    explore_u, fire_u, zap_u, spin_u, gate_u = draws
     use_expert = expert_draw < ratio
-    explore = jax.random.uniform(k_explore, (n,)) < eps
+    explore = explore_u < eps
     random_joint = F.joint_index(
-        jax.random.bernoulli(k_fire, 0.5, (n,)).astype(jnp.int32),
-        jax.random.bernoulli(k_zap, cfg.eps_zap_prob, (n,)).astype(jnp.int32),
-        jax.random.randint(k_spin, (n,), 0, F.NUM_SPINNER))
+        (fire_u < 0.5).astype(jnp.int32), (zap_u < cfg.eps_zap_prob).astype(jnp.int32),
+        jnp.minimum((spin_u * F.NUM_SPINNER).astype(jnp.int32), F.NUM_SPINNER - 1))
     network = jnp.where(explore, random_joint, greedy).astype(jnp.int32)
     fire, zap, spinner = F.decode_joint(network)
-    gate_closed = jax.random.uniform(k_gate, (n,)) < schedules.zap_gate(frames, cfg)
+    gate_closed = gate_u < schedules.zap_gate(frames, cfg)
     zap = jnp.where((zap == 1) & (expert_zap == 0) & gate_closed, 0, zap)
     network = F.joint_index(fire, zap, spinner)
     joint = jnp.where(use_expert, expert_joint, network).astype(jnp.int32)
@@ -225,39 +228,68 @@ class ParamStore:
             return self._params, self._version
 
 
-# Columns of the server's packed per-row input and scalar input (one host transfer each).
-ROW_EXPERT_JOINT, ROW_EXPERT_ZAP, ROW_GAMESTATE, ROW_EXPERT_DRAW = range(4)
-# The expert draw travels as an integer in [0, 2^24): exact in float32.
-DRAW_SCALE = 1 << 24
-SCALAR_FRAMES, SCALAR_EPSILON, SCALAR_EXPERT_RATIO, SCALAR_PULSE = range(4)
+# The act call's one input per padded batch, (B, obs_size + ACT_COLUMNS) float32. Each row is
+# the frame's observation, then its header fields `ACT_ROW_FIELDS` and its client's id (small
+# integers, exact in float32), then the batch's scalars `ACT_SCALARS`, the same in every row so
+# that a row stands alone wherever the rows are split across devices.
+ACT_ROW_FIELDS = ("expert_target", "player_seg", "is_open", "expert_fire", "expert_zap",
+                  "gamestate", "done")
+ACT_SCALARS = ("frames", "epsilon", "expert_ratio", "pulse")
+ACT_COLUMNS = len(ACT_ROW_FIELDS) + 1 + len(ACT_SCALARS)
 # The packed output: joint action in the low byte, is_expert above it.
 IS_EXPERT_BIT = 8
 
 
+class ActState(NamedTuple):
+    """What the act call carries from one call to the next, on the device."""
+
+    rng: Any  # (4,) uint32: the state of XLA's counter-based generator
+    segments: Segments  # (max_clients,) each: every client id's segment
+
+
+def uniform_from_bits(bits: jax.Array) -> jax.Array:
+    """Uniform float32 in [0, 1) from uint32 random bits (their top 23 as the mantissa)."""
+    one_to_two = jax.lax.bitcast_convert_type((bits >> 9) | np.uint32(0x3F800000), jnp.float32)
+    return one_to_two - 1.0
+
+
 def make_act_fn(inference: Inference, cfg: ScheduleConfig):
-    """A jitted, device-parallel act(params, key, obs, rows, scalars) -> (next key, packed)
+    """A jitted, device-parallel act(params, act state, inputs) -> (next act state, packed)
     over a batch whose size is a multiple of `inference.row_multiple`.
 
-    Inputs are packed so one call costs three small host-to-device copies and one copy back:
-    `rows` (B, 4) int32 holds the expert's joint action, its zap flag, the game state and the
-    row's expert draw (× DRAW_SCALE);
-    `scalars` (4,) float32 the global frame count and the operator overrides. The PRNG key
-    stays on the device between calls. `packed` is joint | is_expert << IS_EXPERT_BIT.
+    One host-to-device copy in and one back per call: `inputs` is the packed float32 batch
+    described at `ACT_ROW_FIELDS` (the expert's advice becomes its joint action here, not on
+    the host); `packed` (B,) int32 is joint | is_expert << IS_EXPERT_BIT. All randomness comes
+    from one `rng_bit_generator` call (a single kernel, where threefry key splits and draws
+    are many small ones); the `ActState` stays on the device between calls. A row whose client
+    id is out of the segments' range (padding) changes no segment.
     """
+    obs_size = inference.obs_size
+    scalars_at = obs_size + len(ACT_ROW_FIELDS) + 1
 
-    def act(params, key, obs, rows, scalars):
-        key, act_key = jax.random.split(key)
-        greedy_joint = greedy(inference.network.apply, params, obs, inference.support)
-        overrides = Overrides(scalars[SCALAR_EPSILON], scalars[SCALAR_EXPERT_RATIO],
-                              scalars[SCALAR_PULSE] > 0)
+    def act(params, state: ActState, inputs):
+        obs = inputs[:, :obs_size]
+        fields = inputs[:, obs_size:scalars_at].astype(jnp.int32)
+        target, player, is_open, expert_fire, expert_zap, gamestate, done, client = fields.T
+        frames, epsilon, expert_ratio, pulse = inputs[:, scalars_at:].T
+        rng, bits = jax.lax.rng_bit_generator(state.rng, (1 + ACTION_DRAWS, inputs.shape[0]),
+                                              dtype=jnp.uint32)
+        draws = uniform_from_bits(bits)
+        mine = Segments(*(whole.at[client].get(mode="clip") for whole in state.segments))
+        mine, expert_draw = advance_segments(mine, draws[0], done != 0,
+                                             cfg.expert_segment_frames)
+        segments = Segments(*(whole.at[client].set(part, mode="drop")
+                              for whole, part in zip(state.segments, mine, strict=True)))
+        expert_joint = F.expert_joint_action(target, player, is_open != 0, expert_fire,
+                                             expert_zap, xp=jnp)
         joint, is_expert = select_actions(
-            act_key, greedy_joint, rows[:, ROW_EXPERT_JOINT], rows[:, ROW_EXPERT_ZAP],
-            rows[:, ROW_GAMESTATE], scalars[SCALAR_FRAMES], overrides, cfg,
-            rows[:, ROW_EXPERT_DRAW].astype(jnp.float32) / DRAW_SCALE)
-        return key, joint | (is_expert.astype(jnp.int32) << IS_EXPERT_BIT)
+            draws[1:], greedy(inference.network.apply, params, obs, inference.support),
+            expert_joint, expert_zap, gamestate, frames,
+            Overrides(epsilon, expert_ratio, pulse > 0), cfg, expert_draw)
+        return ActState(rng, segments), joint | (is_expert.astype(jnp.int32) << IS_EXPERT_BIT)
 
     rows, replicated = inference.rows, inference.replicated
-    return jax.jit(act, in_shardings=(replicated, replicated, rows, rows, replicated),
+    return jax.jit(act, in_shardings=(replicated, replicated, rows),
                    out_shardings=(replicated, rows), donate_argnums=(1,))
 
 
@@ -272,62 +304,74 @@ def bucket_size(n: int, multiple: int) -> int:
 class ServerPolicy:
     """The server's policy: batched, jitted, device-parallel inference with the schedules
     driven by the global frame count (every frame served counts). `overrides` is called once
-    per batch for the operator's current settings. Each client id keeps its actor for a segment
-    of `cfg.expert_segment_frames` frames (`Segments`; a new client that takes a departed one's
-    id finishes that segment)."""
+    per batch for the operator's current settings. Each client id (below `max_clients`) keeps
+    its actor for a segment of `cfg.expert_segment_frames` frames (`Segments`, kept on the
+    device; a new client that takes a departed one's id finishes that segment)."""
 
     def __init__(self, inference: Inference, params: ParamStore, cfg: ScheduleConfig,
-                 key: jax.Array, frames: int = 0,
+                 key: jax.Array, max_clients: int, frames: int = 0,
                  overrides: Callable[[], Overrides] = Overrides):
         self.inference = inference
         self.params = params
         self.cfg = cfg
+        self.max_clients = max_clients
         self.frames = frames
         self.overrides = overrides
         self._act = make_act_fn(inference, cfg)
-        self._key = jax.device_put(key, inference.replicated)
-        self._inputs: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per padded size
-        self._segments = Segments(np.zeros(0, np.int64), np.zeros(0, np.int64))
-        self._rng = np.random.default_rng(np.asarray(jax.random.key_data(key)))
+        self._state = self._initial_state(key)
+        self._inputs: dict[int, np.ndarray] = {}  # per padded size
+        obs_size = inference.obs_size
+        self._client_column = obs_size + len(ACT_ROW_FIELDS)
+        self._row_columns = tuple(enumerate(ACT_ROW_FIELDS, obs_size))
 
-    def _buffers(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Reused host input buffers for one padded size (safe to refill: the server waits
-        for each batch's output before it starts the next)."""
+    def _initial_state(self, key: jax.Array) -> ActState:
+        """A generator state from `key` and no segment started (each client's first frame
+        draws)."""
+        state = ActState(jax.random.bits(key, (4,), jnp.uint32),
+                         Segments(np.zeros(self.max_clients, np.float32),
+                                  np.zeros(self.max_clients, np.int32)))
+        return jax.device_put(state, self.inference.replicated)
+
+    def _buffer(self, size: int) -> np.ndarray:
+        """The reused host input of one padded size (safe to refill: the server waits for each
+        batch's output before it starts the next)."""
         if size not in self._inputs:
-            self._inputs[size] = (np.zeros((size, self.inference.obs_size), np.float32),
-                                  np.zeros((size, 4), np.int32))
+            self._inputs[size] = np.zeros((size, self.inference.obs_size + ACT_COLUMNS),
+                                          np.float32)
         return self._inputs[size]
 
     def compile_batches(self, max_rows: int) -> list[int]:
-        """Compile (by running once, on zeros and a scratch key) the act call for every padded
-        batch size a batch of 1..`max_rows` frames takes; the sizes, ascending."""
+        """Compile (by running once, on padding rows and a scratch state) the act call for
+        every padded batch size a batch of 1..`max_rows` frames takes; the sizes, ascending."""
         multiple = self.inference.row_multiple
         sizes = sorted({bucket_size(n, multiple) for n in range(1, max_rows + 1)})
         params, _ = self.params.get()
-        scalars = np.zeros(4, np.float32)
         for size in sizes:
-            obs, rows = self._buffers(size)
-            scratch_key = jax.device_put(jax.random.key(0), self.inference.replicated)
-            jax.block_until_ready(self._act(params, scratch_key, obs, rows, scalars))
+            inputs = self._buffer(size)
+            inputs[:, self._client_column] = self.max_clients
+            scratch = self._initial_state(jax.random.key(0))
+            jax.block_until_ready(self._act(params, scratch, inputs))
         return sizes
 
     def start(self, client_ids: np.ndarray, batch: FrameBatch) -> Callable[[], PolicyOutput]:
-        """Dispatch the batch's inference (it runs while the caller goes on); the returned
-        function waits for the actions."""
+        """Dispatch the batch's inference; the returned function waits for the actions. (On a
+        CPU, XLA may run much of the call before the dispatch returns.)"""
         n = len(batch)
-        obs, rows = self._buffers(bucket_size(n, self.inference.row_multiple))
-        obs[:n] = batch.state
-        rows[:n, ROW_EXPERT_JOINT] = F.expert_joint_action(
-            batch.expert_target, batch.player_seg, batch.is_open != 0, batch.expert_fire,
-            batch.expert_zap)
-        rows[:n, ROW_EXPERT_ZAP] = batch.expert_zap
-        rows[:n, ROW_GAMESTATE] = batch.gamestate
-        rows[:n, ROW_EXPERT_DRAW] = self._expert_draws(client_ids, batch.done != 0)
+        if n and client_ids.max() >= self.max_clients:
+            raise ValueError(f"client id {client_ids.max()} is not below max_clients "
+                             f"{self.max_clients}")
+        inputs = self._buffer(bucket_size(n, self.inference.row_multiple))
+        inputs[:n, :self.inference.obs_size] = batch.state
+        header = batch.header
+        for column, name in self._row_columns:
+            inputs[:n, column] = header[name]
+        inputs[:n, self._client_column] = client_ids
+        inputs[n:, self._client_column] = self.max_clients  # padding: no client's segment
         overrides = self.overrides()
-        scalars = np.array([self.frames, overrides.epsilon, overrides.expert_ratio,
-                            overrides.pulse], np.float32)
+        inputs[:, self._client_column + 1:] = (self.frames, overrides.epsilon,
+                                               overrides.expert_ratio, overrides.pulse)
         params, _ = self.params.get()
-        self._key, packed = self._act(params, self._key, obs, rows, scalars)
+        self._state, packed = self._act(params, self._state, inputs)
         self.frames += n
 
         def wait() -> PolicyOutput:
@@ -339,15 +383,3 @@ class ServerPolicy:
 
     def __call__(self, client_ids: np.ndarray, batch: FrameBatch) -> PolicyOutput:
         return self.start(client_ids, batch)()
-
-    def _expert_draws(self, client_ids: np.ndarray, done: np.ndarray) -> np.ndarray:
-        """This batch's expert draws (× DRAW_SCALE), its clients' segments advanced."""
-        if client_ids.size and client_ids.max() >= self._segments.draw.size:
-            grow = int(client_ids.max()) + 1 - self._segments.draw.size
-            self._segments = Segments(*(np.concatenate([a, np.zeros(grow, a.dtype)])
-                                        for a in self._segments))
-        fresh = self._rng.integers(0, DRAW_SCALE, client_ids.size)
-        mine = Segments(self._segments.draw[client_ids], self._segments.left[client_ids])
-        mine, draw = advance_segments(mine, fresh, done, self.cfg.expert_segment_frames, xp=np)
-        self._segments.draw[client_ids], self._segments.left[client_ids] = mine
-        return draw

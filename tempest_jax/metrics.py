@@ -49,10 +49,11 @@ class EpisodeStats:
 
     def add(self, streams: np.ndarray, reward: np.ndarray, is_expert: np.ndarray,
             done: np.ndarray, score: np.ndarray, level: np.ndarray, frame_count: int) -> None:
-        """One frame for each of `streams` (unique), with its scaled reward."""
-        np.add.at(self.reward, streams, reward)
-        np.add.at(self.length, streams, 1)
-        np.add.at(self.expert_steps, streams, is_expert.astype(np.int64))
+        """One frame for each of `streams` (unique, so a fancy-indexed add adds once each),
+        with its scaled reward."""
+        self.reward[streams] += reward
+        self.length[streams] += 1
+        self.expert_steps[streams] += is_expert
         rows = np.flatnonzero(done)
         finished = streams[rows]
         for row, s in zip(rows, finished):

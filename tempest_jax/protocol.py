@@ -9,7 +9,8 @@ Three levels of API:
 - typed objects (`Frame`, `Reply`) with `encode_*` / `parse_*` and validation that raises a
   specific `ProtocolError` subclass naming the field;
 - `FrameSplitter` / `FrameReader`: incremental framing of a byte stream fed in arbitrary chunks;
-- `decode_payloads` / `encode_replies`: vectorised numpy paths for the server's hot loop.
+- `decode_payloads` / `decode_valid_payloads` / `encode_replies`: vectorised numpy paths for
+  the server's hot loop.
 """
 
 from __future__ import annotations
@@ -315,10 +316,18 @@ class FrameBatch:
             raise AttributeError(name) from None
 
 
+# Each header field's dtype in this machine's byte order: the decoded batch's columns.
+_NATIVE_HEADER_DTYPES = {name: PAYLOAD_DTYPE.fields[name][0].newbyteorder("=")
+                         for name in HEADER_FIELDS}
+
+
+def _decode_columns(records: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    header = {name: records[name].astype(dtype) for name, dtype in _NATIVE_HEADER_DTYPES.items()}
+    return header, records["state"].astype(np.float32)
+
+
 def _decode_records(records: np.ndarray) -> FrameBatch:
-    header = {name: records[name].astype(records.dtype.fields[name][0].newbyteorder("="))
-              for name in HEADER_FIELDS}
-    state = records["state"].astype(np.float32)
+    header, state = _decode_columns(records)
     valid = (header["num_values"] == STATE_SIZE) & np.all(np.abs(state) <= 1.0, axis=1)
     valid &= np.isfinite(header["subj_reward"]) & np.isfinite(header["obj_reward"])
     for name, lo, hi in _HEADER_RANGES:
@@ -326,12 +335,24 @@ def _decode_records(records: np.ndarray) -> FrameBatch:
     return FrameBatch(header=header, state=state, valid=valid)
 
 
-def decode_payloads(buf: bytes | bytearray | memoryview) -> FrameBatch:
-    """Decode concatenated 819-byte payloads (as `FrameSplitter` returns them) in one pass."""
+def _payload_records(buf: bytes | bytearray | memoryview) -> np.ndarray:
     if len(buf) % PAYLOAD_SIZE:
         raise FrameLengthError(f"{len(buf)} bytes is not a whole number of {PAYLOAD_SIZE}-byte "
                                "payloads", "length")
-    return _decode_records(np.frombuffer(buf, dtype=PAYLOAD_DTYPE))
+    return np.frombuffer(buf, dtype=PAYLOAD_DTYPE)
+
+
+def decode_payloads(buf: bytes | bytearray | memoryview) -> FrameBatch:
+    """Decode concatenated 819-byte payloads (as `FrameSplitter` returns them) in one pass."""
+    return _decode_records(_payload_records(buf))
+
+
+def decode_valid_payloads(buf: bytes | bytearray | memoryview) -> FrameBatch:
+    """Decode concatenated payloads that each passed `validate_payload` (the server checks
+    every frame as it arrives), without checking them again: `valid` is all True."""
+    records = _payload_records(buf)
+    header, state = _decode_columns(records)
+    return FrameBatch(header=header, state=state, valid=np.ones(len(records), bool))
 
 
 def decode_wire(buf: bytes | bytearray | memoryview) -> FrameBatch:

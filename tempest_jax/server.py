@@ -385,7 +385,7 @@ class GameServer:
         payloads = [c.ready.popleft() for c in clients]
         received_at = [c.ready_at.popleft() for c in clients]
         self.stats.count_queued(-len(clients))
-        batch = P.decode_payloads(b"".join(payloads))  # valid payloads only (see _read)
+        batch = P.decode_valid_payloads(b"".join(payloads))  # each checked in _read
         ids = np.fromiter((c.id for c in clients), dtype=np.int64, count=len(clients))
         wait = self._start_batch(ids, batch)
         self._push_deferred()  # while an asynchronous policy computes

@@ -33,6 +33,7 @@ from jax.sharding import PartitionSpec as P
 from tempest_jax import features as F
 from tempest_jax import sim
 from tempest_jax.actor import (
+    ACTION_DRAWS,
     Inference,
     ParamStore,
     Segments,
@@ -196,12 +197,11 @@ def _make_rollout(inference: Inference, schedule: ScheduleConfig, steps: int,
 
     def tick(carry, key):
         params, state, frame, segments, frames, overrides = carry
-        draw_key, key = jax.random.split(key)
-        segments, draw = advance_segments(
-            segments, jax.random.uniform(draw_key, segments.draw.shape), frame.done != 0,
-            schedule.expert_segment_frames)
+        uniforms = jax.random.uniform(key, (1 + ACTION_DRAWS, *segments.draw.shape))
+        segments, draw = advance_segments(segments, uniforms[0], frame.done != 0,
+                                          schedule.expert_segment_frames)
         joint, is_expert = select_actions(
-            key, greedy(inference.network.apply, params, frame.state, inference.support),
+            uniforms[1:], greedy(inference.network.apply, params, frame.state, inference.support),
             sim.expert_actions(frame).astype(jnp.int32), frame.expert_zap.astype(jnp.int32),
             frame.gamestate.astype(jnp.int32), frames, overrides, schedule, draw)
         out = {"obs": frame.state.astype(jnp.float16), "action": joint.astype(jnp.uint8),
@@ -235,7 +235,8 @@ class ServerSource:
                  links: RunLinks, key: jax.Array, frames: int = 0):
         self.stop = links.stop
         self.policy = ServerPolicy(links.inference, links.params, schedule, key=key,
-                                   frames=frames, overrides=links.controls.overrides)
+                                   max_clients=cfg.max_clients, frames=frames,
+                                   overrides=links.controls.overrides)
         started = time.monotonic()
         sizes = self.policy.compile_batches(min(cfg.max_clients, cfg.max_batch))
         log.info("inference compiled for batch sizes %s in %.1f s", ", ".join(map(str, sizes)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 from tempest_jax import features as F
 from tempest_jax import protocol as P
 from tempest_jax.actor import (
+    ACTION_DRAWS,
     Inference,
     Overrides,
     ParamStore,
@@ -30,9 +33,9 @@ N = 4000
 
 @jax.jit
 def _select(key, greedy, expert, expert_zap, gamestate, frames, overrides):
-    draw = jax.random.uniform(jax.random.fold_in(key, 1), greedy.shape)
-    return select_actions(key, greedy, expert, expert_zap, gamestate, frames, overrides, CFG,
-                          draw)
+    draw, *draws = jax.random.uniform(key, (1 + ACTION_DRAWS, *greedy.shape))
+    return select_actions(jnp.stack(draws), greedy, expert, expert_zap, gamestate, frames,
+                          overrides, CFG, draw)
 
 
 def run(greedy=0, expert=0, expert_zap=0, gamestate=F.GAMESTATE_PLAYING, frames=0,
@@ -124,7 +127,8 @@ def test_a_served_client_keeps_its_actor_for_a_whole_segment(smoke_learner):
     length = 12
     schedule = load_config("smoke", [f"schedule.expert_segment_frames={length}"]).schedule
     policy = ServerPolicy(inference, ParamStore(inference.params(state.params)), schedule,
-                          key=jax.random.key(2), overrides=lambda: Overrides(0.0, 0.5))
+                          key=jax.random.key(2), max_clients=8,
+                          overrides=lambda: Overrides(0.0, 0.5))
     batch = P.decode_wire(random_wire_frames(8, seed=4))
     batch = P.FrameBatch(header={**batch.header, "done": np.zeros(8, np.uint8)},
                          state=batch.state, valid=batch.valid)
@@ -132,6 +136,60 @@ def test_a_served_client_keeps_its_actor_for_a_whole_segment(smoke_learner):
     for segment in actors.reshape(10, length, 8):
         assert (segment == segment[0]).all()
     assert 0 < actors.mean() < 1, "both actors play some segments"
+
+
+def test_served_segments_follow_each_clients_own_frames(smoke_learner):
+    """Client 3 sends every other batch (the others' batches of 3 are padded to 4 rows, a
+    padding row in client 3's old place) and client 1's life ends at its frame 5: each
+    client's actor changes only at its own segment boundaries, counted in its own frames."""
+    _, _, inference, state = smoke_learner
+    length = 12
+    schedule = load_config("smoke", [f"schedule.expert_segment_frames={length}"]).schedule
+    policy = ServerPolicy(inference, ParamStore(inference.params(state.params)), schedule,
+                          key=jax.random.key(3), max_clients=4,
+                          overrides=lambda: Overrides(0.0, 0.5))
+    frames = P.decode_wire(random_wire_frames(4, seed=5))
+    seen = {client: [] for client in range(4)}
+    for t in range(20 * length):
+        ids = np.arange(4 if t % 2 == 0 else 3)
+        done = np.zeros(len(ids), np.uint8)
+        done[1] = t == 5
+        header = {name: column[ids] for name, column in frames.header.items()} | {"done": done}
+        batch = P.FrameBatch(header=header, state=frames.state[ids], valid=frames.valid[ids])
+        for client, expert in zip(ids, policy(ids, batch).is_expert, strict=True):
+            seen[client].append(expert)
+    starts = {0: range(0, 240, length), 1: [0, *range(6, 240, length)],
+              2: range(0, 240, length), 3: range(0, 120, length)}
+    for client, actors in seen.items():
+        bounds = [*starts[client], len(actors)]
+        for a, b in itertools.pairwise(bounds):
+            assert len(set(actors[a:b])) == 1, (client, a, b)
+        assert 0 < np.mean(actors) < 1, "both actors play some segments"
+
+
+def test_server_policy_draws_fresh_exploration_every_call(smoke_learner):
+    cfg, _learner, inference, state = smoke_learner
+    policy = ServerPolicy(inference, ParamStore(inference.params(state.params)), cfg.schedule,
+                          key=jax.random.key(4), max_clients=13,
+                          frames=10**9)  # zap gate open: it clears nothing
+    policy.overrides = lambda: Overrides(epsilon=1.0, expert_ratio=0.0)
+    batch = P.decode_wire(random_wire_frames(13))
+    calls = np.stack([policy(np.arange(13), batch).joint for _ in range(300)])
+    assert len({row.tobytes() for row in calls}) == len(calls)  # the generator moves on
+    fire, zap, spinner = F.decode_joint(calls.ravel())
+    assert 0.45 < fire.mean() < 0.55
+    assert abs(zap.mean() - cfg.schedule.eps_zap_prob) < 0.05
+    counts = np.bincount(spinner, minlength=F.NUM_SPINNER)
+    assert counts.min() > calls.size / F.NUM_SPINNER * 0.8
+
+
+def test_server_policy_refuses_a_client_id_beyond_its_segments(smoke_learner):
+    cfg, _learner, inference, state = smoke_learner
+    policy = ServerPolicy(inference, ParamStore(inference.params(state.params)), cfg.schedule,
+                          key=jax.random.key(5), max_clients=2)
+    batch = P.decode_wire(random_wire_frames(2))
+    with pytest.raises(ValueError, match="max_clients"):
+        policy(np.array([0, 2]), batch)
 
 
 def test_bucket_sizes():
@@ -150,7 +208,8 @@ def smoke_learner(request):
 def test_server_policy_acts_on_a_frame_batch(smoke_learner):
     cfg, learner, inference, state = smoke_learner
     params = inference.params(state.params)
-    policy = ServerPolicy(inference, ParamStore(params), cfg.schedule, key=jax.random.key(1))
+    policy = ServerPolicy(inference, ParamStore(params), cfg.schedule, key=jax.random.key(1),
+                          max_clients=13)
     batch = P.decode_wire(random_wire_frames(13))
     policy.overrides = lambda: Overrides(epsilon=0.0, expert_ratio=0.0)
     out = policy(np.arange(13), batch)

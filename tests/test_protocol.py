@@ -238,6 +238,15 @@ def test_bulk_decode_matches_scalar_parse():
     np.testing.assert_array_equal(batch.frame, np.arange(50))
     with pytest.raises(P.FrameLengthError):
         P.decode_payloads(b"\x00" * 10)
+    # The server's path for payloads it validated as they arrived: the same columns.
+    checked = P.decode_valid_payloads(b"".join(payloads))
+    assert checked.valid.all() and len(checked) == 50
+    np.testing.assert_array_equal(checked.state, batch.state)
+    for name in P.HEADER_FIELDS:
+        assert checked.header[name].dtype == batch.header[name].dtype, name
+        np.testing.assert_array_equal(checked.header[name], batch.header[name], name)
+    with pytest.raises(P.FrameLengthError):
+        P.decode_valid_payloads(b"\x00" * 10)
 
 
 def test_encode_frames_equals_scalar_encoding():

@@ -71,9 +71,8 @@ def test_server_training_with_sim_clients_then_resume(tmp_path):
         # The server's actions draw from the run's key stream, never from the parameters'
         # initialisation key (the root key's first split).
         init_key = jax.random.split(jax.random.key(cfg.learner.seed))[1]
-        first_act_key = jax.random.split(trainer.source.policy._key)[1]
-        assert not np.array_equal(jax.random.key_data(first_act_key),
-                                  jax.random.key_data(init_key))
+        assert not np.array_equal(np.asarray(trainer.source.policy._state.rng),
+                                  jax.random.bits(init_key, (4,), np.uint32))
         # Replies never wait for a compile (the server compiled inference before serving);
         # the timeout only guards against a hang.
         played = run_sim_clients(address, CLIENTS, ticks=TICKS, record=True,

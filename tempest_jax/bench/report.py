@@ -7,6 +7,8 @@ import platform
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 
 def machine_info() -> dict:
     info = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
@@ -66,6 +68,26 @@ def best_rate(work: Callable[[], int], min_seconds: float = 1.0, repeats: int = 
             done += work()
         best = max(best, done / elapsed)
     return best
+
+
+def alternating_times(calls: list[Callable[[], object]], seconds: float,
+                      warmup_rounds: int = 3) -> np.ndarray:
+    """(rounds, len(calls)) milliseconds per call: the calls made in turn, round after round,
+    for at least `seconds` (and 3 rounds) after `warmup_rounds` untimed rounds. Calls timed
+    alternately share a busy machine's slow moments, so their differences hold up under load."""
+    for _ in range(warmup_rounds):
+        for call in calls:
+            call()
+    rounds, clock = [], time.perf_counter
+    end = clock() + seconds
+    while clock() < end or len(rounds) < 3:
+        times = []
+        for call in calls:
+            start = clock()
+            call()
+            times.append((clock() - start) * 1e3)
+        rounds.append(times)
+    return np.asarray(rounds)
 
 
 def table(rows: list[tuple], header: tuple) -> str:

@@ -237,10 +237,12 @@ class NStepAccumulator:
 
     def _ids(self, stream_ids) -> np.ndarray:
         ids = np.asarray(stream_ids, dtype=np.int64).ravel()
-        if ids.size > 1 and np.unique(ids).size != ids.size:
-            raise ValueError("a stream may appear only once per call")
-        if ids.size and (ids.min() < 0 or ids.max() >= self.num_streams):
-            raise IndexError(f"stream id out of range [0, {self.num_streams})")
+        if ids.size:
+            ordered = np.sort(ids)
+            if (ordered[1:] == ordered[:-1]).any():
+                raise ValueError("a stream may appear only once per call")
+            if ordered[0] < 0 or ordered[-1] >= self.num_streams:
+                raise IndexError(f"stream id out of range [0, {self.num_streams})")
         return ids
 
     def _emit(self, ids, flush, oldest_due, successor, terminal) -> dict[str, np.ndarray]:
@@ -255,10 +257,12 @@ class NStepAccumulator:
         returns = rewards @ self._return_matrix
         flushing = flush[emitting]
         take = pending & (flushing[:, None] | (self._steps == 0))
-        horizon = (count[:, None] - self._steps)[take]
-        is_terminal = np.broadcast_to(terminal[emitting][:, None], take.shape)[take]
-        stream = np.broadcast_to(rows[:, None], take.shape)[take]
-        start = self._start[rows[:, None], order][take]
+        # The emitted items, in row-major order: their row (stream) and step in the chain.
+        row, step = np.nonzero(take)
+        stream, item = rows[row], order[row, step]
+        horizon = count[row] - step
+        is_terminal = terminal[emitting][row]
+        start = self._start[stream, item]
 
         ended = rows[flushing]
         self._count[ended] = 0
@@ -269,12 +273,12 @@ class NStepAccumulator:
         self._remember(stream, start)
         return {
             "start": start,
-            "next": np.broadcast_to(successor[emitting][:, None], take.shape)[take],
-            "action": self._action[rows[:, None], order][take],
-            "ret": returns[take].astype(np.float32),
+            "next": successor[emitting][row],
+            "action": self._action[stream, item],
+            "ret": returns[row, step].astype(np.float32),
             "discount": np.where(is_terminal, 0.0, self._gamma_pow[horizon]).astype(np.float32),
             "horizon": horizon.astype(np.uint8),
-            "is_expert": self._expert[rows[:, None], order][take],
+            "is_expert": self._expert[stream, item],
             "terminal": is_terminal,
             "stream": stream,
         }
@@ -284,8 +288,8 @@ class NStepAccumulator:
         transitions are contiguous in `stream`; only its last `lookback` are kept."""
         if self.lookback == 0 or stream.size == 0:
             return
-        opens = np.flatnonzero(np.r_[True, stream[1:] != stream[:-1]])
-        lengths = np.diff(np.r_[opens, stream.size])
+        opens = np.flatnonzero(np.concatenate(([True], stream[1:] != stream[:-1])))
+        lengths = np.concatenate((opens[1:], [stream.size])) - opens
         group = np.repeat(np.arange(opens.size), lengths)
         rank = np.arange(stream.size) - opens[group]
         keep = rank >= (lengths - self.lookback)[group]
