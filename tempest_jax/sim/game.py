@@ -404,8 +404,8 @@ def _hatch(s: GameState, p, r, can_hatch):
     free = bits_of(e.along == 0)
     slot = mask_of(highest_bit(free), NUM_SLOTS)             # the highest free slot
     launch = jnp.any(reaching) & ok & (free != 0)
-    e = _spawn(e, slot & launch, kind, lane, _i32(FAR_END * ONE), r[3] >= 128, cargo,
-               p["pattern"], p)
+    # Every new enemy starts with the rotation bit clear: clockwise (toward the lower lane).
+    e = _spawn(e, slot & launch, kind, lane, _i32(FAR_END * ONE), False, cargo, p["pattern"], p)
     # Entries that reached 0 without launching step back by one.
     launched_entry = (jnp.arange(NUM_PENDING) == idx) & launch
     vid = jnp.where(reaching & ~launched_entry, 1, vid)
