@@ -907,8 +907,10 @@ def _analyse(s: GameState, p, r, old_alive, gs) -> GameState:
     avoid_spikes = clear & jnp.any(s.spikes > 0) & (s.level <= AVOID_SPIKES_LAST_LEVEL0)
 
     # Next-state logic for the non-play states.
+    # The delay counts $0004 down and ends on the tick it reaches 0 (at once when it is 0):
+    # a delay of n ticks shows n frames in 0x0A, one for a delay of 0.
     countdown = s.countdown
-    delay_over = (gs == GS_DELAY) & (countdown == 0)
+    delay_over = (gs == GS_DELAY) & (countdown <= 1)
     countdown = jnp.where((gs == GS_DELAY) & (countdown > 0), countdown - 1, countdown)
     lives_after = s.lives - 1
     death_state = gs == GS_DEATH
