@@ -72,3 +72,47 @@ def test_delays_last_their_countdown_in_ticks():
     assert after[:4] == [G.GS_DEATH, G.GS_DELAY, G.GS_LEVEL_STARTUP, G.GS_DELAY_THEN_PLAY]
     assert _runs_of(after, G.GS_DELAY) == [1, G.START_DELAY_TICKS]
     assert after[4 + G.START_DELAY_TICKS] == G.GS_PLAYING
+
+
+def test_pulse_clock_runs_on_every_wave():
+    """'Pulse clock (global): a signed byte starting at -1 at each wave/life start; every tick
+    it adds an increment (+4 on waves 1-48) ... on 7 ticks, off 33 (period 40). The first pulse
+    starts on the first tick of the wave.' Wave 1 has no pulsars; the clock runs all the same."""
+    from tempest_jax.sim import ram_map as M
+    from tempest_jax.sim.ram import ram
+
+    g = G.new_game(np.uint32(3), 0)
+    state, _ = run(g, [NOOP] * 3)                     # 0x00, 0x02, 0x1E
+    g = game_of(state)
+    assert g.gamestate == G.GS_DELAY and g.pulse_clock == -1 and g.pulse_inc == 4
+    g = g.replace(countdown=np.int32(0), next_state=np.int32(G.GS_PLAYING),
+                  pending_vid=np.full(G.NUM_PENDING, 0xF0, np.int32))   # nothing hatches
+    state, _ = run(g, [NOOP])                         # the delay ends
+    clock = []
+    for _ in range(80):
+        g = game_of(state)
+        assert g.gamestate == G.GS_PLAYING
+        state, _ = run(g, [NOOP])
+        image = np.asarray(ram(game_of(state)))
+        clock.append(int(image[M.PULSING].astype(np.int8)))
+        assert image[M.PULSE_BEAT] in (4, 0xFC)
+    on = [c >= 0 for c in clock]
+    assert on == ([True] * 7 + [False] * 33) * 2
+    assert clock[:8] == [3, 7, 11, 15, 11, 7, 3, -1]
+
+
+@pytest.mark.parametrize(("clock", "inc", "flips"), [
+    (-9, 4, False),      # off now, but on again within 4 ticks
+    (-17, 4, True),      # off now and 4 ticks ahead (-1)
+    (-1, -4, True),      # just switched off, falling
+    (3, 4, False),       # pulsing
+])
+def test_pulsar_flips_only_while_the_clock_stays_off(clock, inc, flips):
+    """'Flipping: moves for D ticks, then waits (still moving) until the pulse clock is off and
+    will still be off 4 ticks ahead, then flips one lane toward the player.'"""
+    g = with_enemy(playing(level0=16, lane=2, pending=1), 3, W.PULSAR, 9, 0x80, timer=0)
+    g = g.replace(pulse_clock=np.int32(clock), pulse_inc=np.int32(inc))
+    state, _ = run(g, [NOOP])
+    e = game_of(state).enemies
+    assert bool(e.flipping[3]) == flips
+    assert (e.along[3] < 0x80 * G.ONE) == (not flips), "it keeps moving while it waits"

@@ -308,7 +308,6 @@ def _level_init(s: GameState, level, lanes) -> GameState:
     p = wave_params(level)
     shape = jnp.asarray(shapes.SHAPE_OF_SLOT)[level % 16]
     vid, seg = pending_queue(p["total"], lanes)
-    has_pulsars = p["max_p"] > 0
     return s.replace(
         level=level, is_open=jnp.asarray(shapes.OPEN_FLAG)[shape] != 0,
         tube_angle=jnp.asarray(shapes.TUBE_ANGLE)[shape],
@@ -316,8 +315,7 @@ def _level_init(s: GameState, level, lanes) -> GameState:
         zap_uses=_i32(0), zap_timer=_i32(0), enemies=empty_enemies(),
         shot_depth=jnp.zeros_like(s.shot_depth), shot_hits=jnp.zeros_like(s.shot_hits),
         eshot_pos=jnp.zeros_like(s.eshot_pos), explosion=_i32(0),
-        pulse_clock=_i32(jnp.where(has_pulsars, -1, 0)),
-        pulse_inc=_i32(jnp.where(has_pulsars, p["pulse_inc"], 0)))
+        pulse_clock=_i32(-1), pulse_inc=p["pulse_inc"])
 
 
 def pending_count(s: GameState):
@@ -431,13 +429,14 @@ def _start_flip(e: Enemies, mask, higher, is_open, angles):
         timer=jnp.where(mask & fuse, FUSE_STEP_TICKS, e.timer))
 
 
-def _move_enemies(s: GameState, p, r, pulsing):
+def _move_enemies(s: GameState, p, r):
     """One tick of every enemy's program. Returns (enemies, spikes, kill_state, split_mask)."""
     e = s.enemies
     is_open, angles, player = s.is_open, s.tube_angle, s.player_lane
     active = e.along > 0
     depth = e.along >> 8
     pending = pending_count(s)
+    pulsing = s.pulse_clock >= 0
     kind = e.kind
     flipper, pulsar, tanker, spiker, fuse = (kind == t for t in range(W.NUM_TYPES))
     toward_player = lane_toward(e.lane, player, is_open)
@@ -492,7 +491,10 @@ def _move_enemies(s: GameState, p, r, pulsing):
     e = e.replace(down=jnp.where(climbing_p & (pending == 0), False, e.down))
     e = e.replace(timer=jnp.where(climbing_p & done_flip, p["pulsar_delay"], e.timer))
     idle_p = climbing_p & ~e.flipping & ~done_flip
-    start_p = idle_p & (e.timer <= 0) & ~pulsing
+    # A pulsar flips once the clock is off and will still be off 4 ticks ahead (rising, it
+    # climbs by the increment each tick; falling, it stays negative longer than that).
+    quiet = (s.pulse_clock < 0) & (s.pulse_clock + 4 * s.pulse_inc < 0)
+    start_p = idle_p & (e.timer <= 0) & quiet
     e = e.replace(timer=jnp.where(idle_p & (e.timer > 0), e.timer - 1, e.timer))
     move_p = idle_p & ~start_p
 
@@ -794,8 +796,7 @@ def tick(s: GameState, fire_in, zap_in, spinner_in) -> GameState:
     s = _hatch(s, p, r, in_play & ~zap_running)
 
     # 5. Enemy programs and the pulse clock.
-    pulsing = s.pulse_clock >= 0
-    e_moved, spikes, kill_state, auto_split = _move_enemies(s, p, r, pulsing)
+    e_moved, spikes, kill_state, auto_split = _move_enemies(s, p, r)
     s = s.replace(enemies=jax.tree.map(lambda a, b: jnp.where(in_play, a, b), e_moved,
                                        s.enemies),
                   spikes=jnp.where(in_play, spikes, s.spikes))
@@ -966,8 +967,8 @@ def _analyse(s: GameState, p, r, old_alive, gs) -> GameState:
         player_lane=jnp.where(startup, PLAYER_START_POSITION >> 4, s.player_lane),
         player_state=jnp.where(startup, 0x0F, s.player_state),
         player_along=jnp.where(startup | (gs == GS_ZOOM_ONTO_NEW), RIM * ONE, s.player_along),
-        pulse_clock=jnp.where(startup & (s.pulse_inc != 0), -1, s.pulse_clock),
-        pulse_inc=jnp.where(startup & (s.pulse_inc != 0), p["pulse_inc"], s.pulse_inc),
+        pulse_clock=jnp.where(startup, -1, s.pulse_clock),
+        pulse_inc=jnp.where(startup, p["pulse_inc"], s.pulse_inc),
         zoom_in_left=jnp.where(gs == GS_ZOOM_ONTO_NEW, s.zoom_in_left - 1, s.zoom_in_left))
 
     # 0x0E (next level) and 0x00 (new game): initialise the level.
