@@ -116,3 +116,32 @@ def test_pulsar_flips_only_while_the_clock_stays_off(clock, inc, flips):
     e = game_of(state).enemies
     assert bool(e.flipping[3]) == flips
     assert (e.along[3] < 0x80 * G.ONE) == (not flips), "it keeps moving while it waits"
+
+
+def test_death_slide_takes_enemies_out_of_their_slots():
+    """'Each tick every active enemy is pushed 0x0F deeper (removed when it reaches >= 0xF0) ...
+    Then gamestate becomes 0x06; enemies_pending becomes (enemies in tube + on top + pending)':
+    the slots empty during the slide while the counters keep the enemies for the queue."""
+    from tempest_jax.sim import ram_map as M
+    from tempest_jax.sim.ram import ram
+
+    g = with_enemy(playing(lane=5, pending=2), 6, W.FLIPPER, 5, 0x10, chaser=True, timer=1)
+    g = with_enemy(g, 2, W.FLIPPER, 9, 0x90)
+    g = with_enemy(g, 1, W.FLIPPER, 12, 0xC0)
+    images, states = [], []
+    state = None
+    for _ in range(60):
+        state, frames = run(g if state is None else game_of(state), [NOOP])
+        images.append(np.asarray(ram(game_of(state))))
+        states.append(frames[0].gamestate)
+    death = states.index(G.GS_DEATH)
+    along = np.stack([im[M.ENEMY_ALONG:M.ENEMY_ALONG + 7] for im in images])
+    counters = np.stack([im[[M.NUM_ENEMIES_IN_TUBE, M.NUM_ENEMIES_ON_TOP]] for im in images])
+    live = (along > 0).sum(axis=1)
+    assert live[0] == 3 and live[death - 1] == 0, "the slide empties the slots before 0x06"
+    assert (np.diff(live[:death]) <= 0).all()
+    assert len(set(live[:death].tolist())) == 4, "one enemy after another leaves"
+    assert (counters[:death + 1] == [2, 1]).all(), "the counters keep all three"
+    # The tick in 0x06 puts them back in the queue.
+    assert (counters[death + 1] == 0).all()
+    assert images[death + 1][M.ENEMIES_PENDING] == 2 + 3

@@ -136,6 +136,8 @@ class GameState:
     pulse_clock: jax.Array   # signed
     pulse_inc: jax.Array     # signed
     explosion: jax.Array     # ticks until every explosion is over
+    in_tube: jax.Array       # $0108 enemies climbing, counted while the player lives
+    on_top: jax.Array        # $0109 rim chasers, likewise
     slide: jax.Array         # death sequence: ticks of slide left (-1 = not started)
     zoom_speed: jax.Array
     zoom_in_left: jax.Array
@@ -298,7 +300,8 @@ def new_game(seed, start_level) -> GameState:
         pending_vid=jnp.zeros(NUM_PENDING, jnp.int32),
         pending_seg=jnp.zeros(NUM_PENDING, jnp.int32),
         spikes=jnp.zeros(16, jnp.int32), pulse_clock=z, pulse_inc=z, explosion=z,
-        slide=_i32(-1), zoom_speed=z, zoom_in_left=z, enemies=empty_enemies())
+        slide=_i32(-1), in_tube=z, on_top=z, zoom_speed=z, zoom_in_left=z,
+        enemies=empty_enemies())
     return _level_init(state, _i32(start_level), jnp.zeros(NUM_PENDING, jnp.int32))
 
 
@@ -857,7 +860,18 @@ def tick(s: GameState, fire_in, zap_in, spinner_in) -> GameState:
     s = s.replace(score=new_score % SCORE_MODULUS,
                   lives=bonus_lives(old_score, new_score, s.lives), explosion=explosion,
                   player_state=jnp.where(dies, kill_state, s.player_state))
-    return _analyse(s, p, r, old_alive=alive, gs=gs)
+    return _count_enemies(_analyse(s, p, r, old_alive=alive, gs=gs), alive)
+
+
+def _count_enemies(s: GameState, counting) -> GameState:
+    """The enemy counters follow the slots in every tick that began with the player alive.
+    After a death they keep their count: the death slide takes enemies off the screen, and
+    the counters say how many go back to the pending queue at 0x06."""
+    e = s.enemies
+    active = e.along > 0
+    in_tube, on_top = jnp.sum(jnp.stack([active & ~e.chaser, active & e.chaser]), axis=-1)
+    return s.replace(in_tube=jnp.where(counting, in_tube, s.in_tube),
+                     on_top=jnp.where(counting, on_top, s.on_top))
 
 
 def _analyse(s: GameState, p, r, old_alive, gs) -> GameState:
@@ -889,9 +903,10 @@ def _analyse(s: GameState, p, r, old_alive, gs) -> GameState:
     slide_len = jnp.where(s.lives > 1, DEATH_SLIDE_TICKS, LAST_LIFE_PULLBACK_TICKS)
     slide = jnp.where(start_slide, slide_len, s.slide)
     sliding = quiet & (slide > 0)
-    # Enemies sink to the far end and wait there: all of them go back to the pending queue
-    # at 0x06 (the game keeps their count; here they stay in their slots until then).
-    pushed = jnp.minimum(e.along + DEATH_SLIDE_STEP * ONE, FAR_END * ONE)
+    # Enemies sink 0x0F a tick and leave their slots at the far end; the counters keep them
+    # for the pending queue.
+    pushed = e.along + DEATH_SLIDE_STEP * ONE
+    pushed = jnp.where(pushed >= FAR_END * ONE, 0, pushed)
     e = e.replace(along=jnp.where(sliding & active, pushed, e.along))
     sink = sliding & (s.lives > 1)
     s = s.replace(enemies=e, slide=jnp.where(sliding, slide - 1, slide),
@@ -915,7 +930,7 @@ def _analyse(s: GameState, p, r, old_alive, gs) -> GameState:
     countdown = jnp.where((gs == GS_DELAY) & (countdown > 0), countdown - 1, countdown)
     lives_after = s.lives - 1
     death_state = gs == GS_DEATH
-    carried = jnp.minimum(pending_count(s) + jnp.sum(active), 63)
+    carried = jnp.minimum(pending_count(s) + s.in_tube + s.on_top, 63)
     new_level = jnp.where(gs == GS_NEW_GAME, s.start_level, jnp.minimum(s.level + 1, 98))
     lanes = r[:NUM_PENDING] & 15
 
@@ -956,6 +971,7 @@ def _analyse(s: GameState, p, r, old_alive, gs) -> GameState:
         enemies=jax.tree.map(lambda a, b: jnp.where(death_state, a, b), empty_enemies(),
                              s.enemies),
         eshot_pos=jnp.where(death_state, 0, s.eshot_pos),
+        in_tube=jnp.where(death_state, 0, s.in_tube), on_top=jnp.where(death_state, 0, s.on_top),
         shot_depth=jnp.where(death_state, 0, s.shot_depth),
         game_mode=jnp.where(death_state & (lives_after <= 0), 0,
                             jnp.where(gs == GS_NEW_GAME, GAME_MODE_REAL, s.game_mode)))

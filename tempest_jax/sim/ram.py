@@ -79,7 +79,6 @@ def ram(s: G.GameState) -> jax.Array:
     speeds = jnp.stack([p["speed_flipper"], jnp.asarray(W.PULSAR_SPEED, jnp.int32),
                         p["speed_tanker"], p["speed_spiker"], p["speed_fuseball"]]) & 0xFFFF
     shape = jnp.asarray(shapes.SHAPE_OF_SLOT)[s.level % 16]
-    on_top = jnp.sum(active & e.chaser)
     writes = {
         M.GAMESTATE: s.gamestate, M.NEXT_GAMESTATE: s.next_state, M.TIMECTR: s.timectr,
         M.COUNTDOWN_TIMER: s.countdown, M.GAME_MODE: s.game_mode,
@@ -94,7 +93,7 @@ def ram(s: G.GameState) -> jax.Array:
         (M.ZAP_FIRE_DEBOUNCE, M.NUM_ENEMIES_IN_TUBE, M.NUM_ENEMIES_ON_TOP, M.OPEN_LEVEL,
          M.CURTUBE, M.PLAYER_SHOT_COUNT, M.PLAYER_ALONG, M.ENEMIES_PENDING): jnp.stack([
              jnp.where(s.fire_button, 0x10, 0) | jnp.where(s.zap_button, 0x08, 0),
-             jnp.sum(active) - on_top, on_top, jnp.where(s.is_open, 0xFF, 0), shape,
+             s.in_tube, s.on_top, jnp.where(s.is_open, 0xFF, 0), shape,
              jnp.sum(s.shot_depth > 0), s.player_along >> 8, G.pending_count(s)]),
         M.ZAP_RUNNING: s.zap_timer,
         (M.AVL_FLIPPERS, M.N_FLIPPERS, M.SPEED_LSB, M.SPEED_MSB):
