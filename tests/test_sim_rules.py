@@ -145,3 +145,31 @@ def test_death_slide_takes_enemies_out_of_their_slots():
     # The tick in 0x06 puts them back in the queue.
     assert (counters[death + 1] == 0).all()
     assert images[death + 1][M.ENEMIES_PENDING] == 2 + 3
+
+
+def test_each_eligible_enemy_gets_its_own_chance_to_fire():
+    """'Chance when eligible, per tick, depends on how many enemy shots are already on screen:
+    0 shots: always; 1: 32/256; 2: 16/256; 3: 6/256; 4: 1/256', up to the wave's maximum: every
+    eligible enemy draws, and a shot fired this tick counts for the enemies after it."""
+    level0 = 8                                        # wave 9: up to 4 enemy shots
+    max_shots = int(W.WAVE_TABLE[level0, W.COL["max_shots"]])
+    lanes = {6: 2, 4: 6, 3: 10, 1: 13}               # slot -> lane, away from the player
+    multi = 0
+    for seed in range(48):
+        g = playing(level0=level0, lane=0, pending=1, seed=seed)
+        for slot, lane in lanes.items():
+            g = with_enemy(g, slot, W.FLIPPER, lane, 0x80, can_fire=True, holdoff=0)
+        r = np.asarray(G.draws(np.uint32(seed), np.int32(0)))
+        expected, n = [], 0
+        for slot in sorted(lanes, reverse=True):      # the highest slot first
+            if n < max_shots and r[32 + slot] < G.ENEMY_FIRE_CHANCE[n]:
+                expected.append(lanes[slot])
+                n += 1
+        state, _ = run(g, [NOOP])
+        end = game_of(state)
+        live = end.eshot_pos > 0
+        assert end.eshot_lane[live].tolist() == expected, f"seed {seed}"
+        fired = [s for s in lanes if end.enemies.holdoff[s] > 0]
+        assert sorted(lanes[s] for s in fired) == sorted(expected)
+        multi += len(expected) > 1
+    assert multi >= 3, "several enemies fired in one tick"

@@ -822,23 +822,10 @@ def tick(s: GameState, fire_in, zap_in, spinner_in) -> GameState:
     kill_state = jnp.where(in_play & (kill_state != 0), kill_state,
                            jnp.where(playing & shot_kill, PLAYER_STATE_KILLED, 0))
 
-    # 7. Enemy fire: eligible enemies (deep enough, not flipping, hold-off over) fire with a
-    #    chance that falls with the number of enemy shots on screen.
-    e = s.enemies
-    deep = (e.along > 0) & ((e.along >> 8) >= 0x30)
-    holdoff = jnp.where(deep & in_play, e.holdoff - 1, e.holdoff)
-    on_screen = jnp.sum(s.eshot_pos > 0)
-    chance = jnp.asarray(ENEMY_FIRE_CHANCE)[jnp.minimum(on_screen, 4)]
-    wants = deep & e.can_fire & ~e.flipping & (holdoff < 0) & (r[32:39] < chance)
-    wanting = bits_of(wants)
-    shooter = mask_of(highest_bit(wanting), NUM_SLOTS)
-    # A free enemy shot slot exists whenever fewer than max_shots (<= 4) are on screen.
-    fires = (wanting != 0) & (on_screen < p["max_shots"]) & in_play
-    es_slot = first_true(s.eshot_pos == 0) & fires
-    s = s.replace(
-        eshot_pos=jnp.where(es_slot, jnp.sum(jnp.where(shooter, e.along, 0)), s.eshot_pos),
-        eshot_lane=jnp.where(es_slot, jnp.sum(jnp.where(shooter, e.lane, 0)), s.eshot_lane),
-        enemies=e.replace(holdoff=jnp.where(shooter & fires, p["holdoff"], holdoff)))
+    # 7. Enemy fire: each eligible enemy (deep enough, not flipping, hold-off over) gets its
+    #    own chance, which falls with the number of enemy shots on screen, each new shot
+    #    included; enemies in slot order from the highest, up to the wave's maximum of shots.
+    s = s.replace(**_enemy_fire(s, p, r, in_play))
 
     # 8. Collisions: player shots vs enemies, then vs enemy shots.
     s, pts, killed, split = _shot_hits(s, jnp.full(NUM_SHOTS, True) & playing, p, r, split)
@@ -872,6 +859,48 @@ def _count_enemies(s: GameState, counting) -> GameState:
     in_tube, on_top = jnp.sum(jnp.stack([active & ~e.chaser, active & e.chaser]), axis=-1)
     return s.replace(in_tube=jnp.where(counting, in_tube, s.in_tube),
                      on_top=jnp.where(counting, on_top, s.on_top))
+
+
+def _enemy_fire(s: GameState, p, r, in_play) -> dict:
+    """New enemy shots and hold-offs (fields to replace).
+
+    An enemy fires when its draw is below the chance for the shots then on screen, and the
+    wave's maximum is not reached. The chance falls as shots are added, so an enemy fires
+    exactly when fewer than its `limit` shots are on screen before it (limit = the number of
+    chance steps its draw passes, capped by the maximum). Then the k-th new shot goes to the
+    highest slot, below the (k-1)-th shooter, whose limit exceeds the shots already on screen
+    plus k: one integer step per possible new shot (at most 4), with one reduction for the
+    masks of all levels. New shots take the free shot slots from the lowest."""
+    e = s.enemies
+    deep = (e.along > 0) & ((e.along >> 8) >= 0x30)
+    holdoff = jnp.where(deep & in_play, e.holdoff - 1, e.holdoff)
+    eligible = deep & e.can_fire & ~e.flipping & (holdoff < 0) & in_play
+    passes = jnp.sum(r[32:32 + NUM_SLOTS, None] < jnp.asarray(ENEMY_FIRE_CHANCE), axis=-1)
+    limit = jnp.where(eligible, jnp.minimum(passes, p["max_shots"]), 0)
+    levels = jnp.arange(NUM_ENEMY_SHOTS)
+    above = bits_of(limit > levels[:, None])           # [level]: slots that fire at that level
+    on_screen = jnp.sum(s.eshot_pos > 0)
+    free = bits_of(s.eshot_pos == 0)
+    allowed, taken, picks, slots = (1 << NUM_SLOTS) - 1, 0, [], []
+    for k in range(NUM_ENEMY_SHOTS):
+        pick = highest_bit(lookup(above, on_screen + k) & allowed)
+        slot = jnp.where(pick != 0, lowest_bit(free & ~taken), 0)
+        allowed = jnp.where(pick != 0, pick - 1, 0)
+        taken = taken | slot
+        picks.append(pick)
+        slots.append(slot)
+    # assign[k, shot slot, enemy]: the k-th new shot, from that enemy into that slot.
+    assign = (mask_of(jnp.stack(slots), NUM_ENEMY_SHOTS)[:, :, None]
+              & mask_of(jnp.stack(picks), NUM_SLOTS)[:, None, :])
+    from_enemy = jnp.any(assign, axis=0)                # [shot slot, enemy]
+    new = jnp.any(from_enemy, axis=1)
+    shooters = jnp.any(from_enemy, axis=0)
+    return dict(
+        eshot_pos=jnp.where(new, jnp.sum(jnp.where(from_enemy, e.along, 0), axis=1),
+                            s.eshot_pos),
+        eshot_lane=jnp.where(new, jnp.sum(jnp.where(from_enemy, e.lane, 0), axis=1),
+                             s.eshot_lane),
+        enemies=e.replace(holdoff=jnp.where(shooters, p["holdoff"], holdoff)))
 
 
 def _analyse(s: GameState, p, r, old_alive, gs) -> GameState:
