@@ -173,3 +173,32 @@ def test_each_eligible_enemy_gets_its_own_chance_to_fire():
         assert sorted(lanes[s] for s in fired) == sorted(expected)
         multi += len(expected) > 1
     assert multi >= 3, "several enemies fired in one tick"
+
+
+@pytest.mark.parametrize(("marker", "marker_lane", "pushed"), [
+    (5, 3, True),        # a later entry in the zone on the mirrored lane (3 = 15 - 12)
+    (5, 12, True),       # ... or on the same lane
+    (5, 4, False),       # another lane
+    (1, 3, False),       # an earlier entry: the game's scan (63 down to 0) has not marked it
+    (None, 0, False),    # nothing in the zone
+])
+def test_hatch_queue_lane_exclusion(marker, marker_lane, pushed):
+    """'Countdown 0x20..0x3F is an exclusion zone: a lane holding a pending enemy in that zone
+    is marked off-limits; a pending enemy entering the zone (countdown reaching 0x3F) on a lane
+    already marked is pushed back by one. The marks are an 8-bit mask where lane L and lane
+    15-L share one bit' (and the check only sees marks made earlier in the scan, 63 down)."""
+    g = playing(lane=0, pending=0)
+    vid = np.zeros(G.NUM_PENDING, np.int32)
+    seg = np.zeros(G.NUM_PENDING, np.int32)
+    vid[2], seg[2] = 0x40, 12
+    vid[9] = 0xF0                                     # keeps the wave from ending
+    if marker is not None:
+        vid[marker], seg[marker] = 0x31, marker_lane
+    g = g.replace(pending_vid=vid, pending_seg=seg)
+    state, _ = run(g, [NOOP])
+    end = game_of(state)
+    assert end.timectr & 1 == 1, "no lane rotation this tick"
+    assert end.pending_seg[2] == 12
+    assert end.pending_vid[2] == (0x40 if pushed else 0x3F)
+    if marker is not None:
+        assert end.pending_vid[marker] == 0x30

@@ -381,6 +381,23 @@ def _spawn(e: Enemies, slot_mask, kind, lane, along, higher, cargo, pattern, p):
     return e.replace(**{k: jnp.where(slot_mask, v, getattr(e, k)) for k, v in new.items()})
 
 
+def _excluded(vid, seg, moved):
+    """Pending entries pushed back by one for the lane exclusion (enemies sheet §1.3).
+
+    An entry whose countdown is in 0x20..0x3F marks its lane; one that has just entered that
+    zone (0x3F) on a lane already marked steps back to 0x40. Lane L and lane 15 - L share a
+    mark, and the game's check sees only the marks made earlier in its scan of the queue, which
+    runs from entry 63 down: an entry that just entered is pushed back when a later entry in
+    the queue is in the zone on its lane or its mirror. (Of several such entries entering
+    together the latest stays, since it then marks the lane, or all step back.)"""
+    in_zone = moved & (vid >= 0x20) & (vid <= 0x3F)
+    mark = jnp.where(seg < 8, seg, 15 - seg)
+    index = jnp.arange(NUM_PENDING)
+    latest = jnp.max(jnp.where(in_zone[:, None] & (mark[:, None] == jnp.arange(8)),
+                               index[:, None], -1), axis=0)     # [mark]: its latest entry
+    return in_zone & (vid == 0x3F) & (lookup(latest, mark) > index)
+
+
 def _hatch(s: GameState, p, r, can_hatch):
     """Pending countdowns, and at most one pending enemy entering the tube per tick (nothing
     changes unless `can_hatch`)."""
@@ -391,6 +408,7 @@ def _hatch(s: GameState, p, r, can_hatch):
     rotate = live & (s.pending_vid >= 0x40) & ((s.timectr & 1) == 0) & ~frozen
     seg = jnp.where(rotate, (s.pending_seg + 1) & 15, s.pending_seg)
     vid = jnp.where(live & ~frozen, s.pending_vid - 1, s.pending_vid)
+    vid = jnp.where(_excluded(vid, seg, live & ~frozen), vid + 1, vid)
     reaching = live & (vid == 0) & ~frozen
     idx = NUM_PENDING - 1 - jnp.argmax(reaching[::-1])        # the scan runs 63 → 0
     lane = lookup(seg, idx)
