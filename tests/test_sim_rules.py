@@ -202,3 +202,43 @@ def test_hatch_queue_lane_exclusion(marker, marker_lane, pushed):
     assert end.pending_vid[2] == (0x40 if pushed else 0x3F)
     if marker is not None:
         assert end.pending_vid[marker] == 0x30
+
+
+def _cleared_level(g):
+    """Step a game in play with nothing left to kill through the zoom and the next level's
+    start: (the game at the end, the frames)."""
+    g = g.replace(spikes=np.zeros(16, np.int32))
+    state, frames = run(g, [NOOP] * 110)
+    return game_of(state), frames
+
+
+@pytest.mark.parametrize(("level", "entry", "bonus"), [(13, 6, 94_000), (3, 1, 6_000),
+                                                       (2, 0, 0), (1, 0, 0)])
+def test_start_level_bonus_is_paid_when_the_first_level_is_cleared(level, entry, bonus):
+    """'The bonus for the chosen start level is awarded once, when the player completes that
+    first wave ... kept if the player dies during the starting wave.' A game started directly
+    on a level the level select offers pays that entry's bonus; level 2 is not offered."""
+    from tempest_jax.sim import ram_map as M
+    from tempest_jax.sim.ram import ram
+
+    g = playing(level0=level - 1, lane=5).replace(score=np.int32(1_000))
+    assert np.asarray(ram(g))[M.START_BONUS_ENTRY] == entry
+    end, frames = _cleared_level(g.replace(lives=np.int32(2)))
+    states = [f.gamestate for f in frames]
+    off = states.index(G.GS_ZOOM_ONTO_NEW)            # the frame after the 0x0E tick
+    assert [f.score for f in frames[:off]] == [1_000] * off
+    assert all(f.score == 1_000 + bonus for f in frames[off:])
+    assert frames[off].obj_reward == bonus
+    assert frames[off].level == level
+    # A bonus of 20,000 or more crosses a bonus-life multiple: one more life.
+    assert end.lives == 2 + (bonus >= 20_000)
+    assert end.start_bonus == 0
+
+
+def test_start_level_bonus_survives_a_death_on_the_first_level():
+    g = with_enemy(playing(level0=12, lane=5, pending=1), 6, W.FLIPPER, 5, 0x10, chaser=True,
+                   timer=1)
+    state, frames = run(g, [NOOP] * 80)
+    assert G.GS_DEATH in [f.gamestate for f in frames]
+    assert game_of(state).start_bonus == 6
+    assert frames[-1].score == 0

@@ -21,6 +21,7 @@ ram_map.SPINNER_DELTA = 0x0050
 ram_map.POSITION = 0x0051  -- player position accumulator; lane = value >> 4
 ram_map.CURLEVEL = 0x009F
 ram_map.PULSAR_FLIPRATE = 0x00B2
+ram_map.START_BONUS_ENTRY = 0x0102  -- start-table entry whose bonus the first level pays
 ram_map.NUM_ENEMIES_IN_TUBE = 0x0108
 ram_map.NUM_ENEMIES_ON_TOP = 0x0109
 ram_map.OPEN_LEVEL = 0x0111

@@ -113,6 +113,7 @@ class GameState:
     timectr: jax.Array       # $0003 (8 bit)
     game_mode: jax.Array     # $0005
     score: jax.Array         # decimal 0..999,999
+    start_bonus: jax.Array   # $0102 start-table entry whose bonus the first level pays, or 0
     lives: jax.Array
     level: jax.Array         # 0-based, capped at 98
     is_open: jax.Array       # bool
@@ -282,13 +283,20 @@ def pending_queue(n, lanes):
     return jnp.where(i < n, vid, 0), lanes
 
 
+def _start_entry(level0):
+    """The start-table entry of a game started directly on `level0` (0 where the level is not
+    one the level select offers): starting there pays that entry's bonus, as in the game."""
+    return jnp.asarray(W.START_ENTRY_OF_LEVEL)[jnp.clip(level0, 0, W.NUM_LEVELS - 1)]
+
+
 def new_game(seed, start_level) -> GameState:
     """A game at gamestate 0x00 (new game); its first tick sets up the start level."""
     z = _i32(0)
     state = GameState(
         seed=jnp.asarray(seed, jnp.uint32), ticks=z, start_level=_i32(start_level),
         gamestate=_i32(GS_NEW_GAME), next_state=z, countdown=z, timectr=z,
-        game_mode=_i32(GAME_MODE_REAL), score=z, lives=_i32(START_LIVES),
+        game_mode=_i32(GAME_MODE_REAL), score=z, start_bonus=_start_entry(start_level),
+        lives=_i32(START_LIVES),
         level=_i32(start_level), is_open=jnp.asarray(False), tube_angle=jnp.zeros(16, jnp.int32),
         position=z, player_lane=z, player_state=z, player_along=_i32(RIM * ONE),
         fire_button=jnp.asarray(False), zap_button=jnp.asarray(False),
@@ -1034,13 +1042,21 @@ def _analyse(s: GameState, p, r, old_alive, gs) -> GameState:
         pulse_inc=jnp.where(startup, p["pulse_inc"], s.pulse_inc),
         zoom_in_left=jnp.where(gs == GS_ZOOM_ONTO_NEW, s.zoom_in_left - 1, s.zoom_in_left))
 
+    # 0x0E: the first level completed pays the start-level bonus (once).
+    zoomed_off = gs == GS_ZOOM_OFF_END
+    bonus = jnp.where(zoomed_off, jnp.asarray(W.START_BONUS)[s.start_bonus], 0)
+    s = s.replace(score=(s.score + bonus) % SCORE_MODULUS,
+                  lives=bonus_lives(s.score, s.score + bonus, s.lives),
+                  start_bonus=jnp.where(zoomed_off, 0, s.start_bonus))
+
     # 0x0E (next level) and 0x00 (new game): initialise the level.
-    init = (gs == GS_ZOOM_OFF_END) | (gs == GS_NEW_GAME)
+    init = zoomed_off | (gs == GS_NEW_GAME)
     leveled = _level_init(s, new_level, lanes)
     shape = jnp.asarray(shapes.SHAPE_OF_SLOT)[leveled.level % 16]
     leveled = leveled.replace(zoom_in_left=jnp.asarray(shapes.ZOOM_IN_TICKS)[shape])
-    new_game_fields = dict(score=_i32(0), lives=_i32(START_LIVES), position=_i32(0),
-                           player_lane=_i32(0), player_state=_i32(0))
+    new_game_fields = dict(score=_i32(0), start_bonus=_start_entry(s.start_level),
+                           lives=_i32(START_LIVES), position=_i32(0), player_lane=_i32(0),
+                           player_state=_i32(0))
     fresh = leveled.replace(**{k: jnp.where(gs == GS_NEW_GAME, v, getattr(leveled, k))
                                for k, v in new_game_fields.items()})
     return jax.tree.map(lambda a, b: jnp.where(init, a, b), fresh, s)

@@ -95,7 +95,7 @@ def ram(s: G.GameState) -> jax.Array:
              jnp.where(s.fire_button, 0x10, 0) | jnp.where(s.zap_button, 0x08, 0),
              s.in_tube, s.on_top, jnp.where(s.is_open, 0xFF, 0), shape,
              jnp.sum(s.shot_depth > 0), s.player_along >> 8, G.pending_count(s)]),
-        M.ZAP_RUNNING: s.zap_timer,
+        M.START_BONUS_ENTRY: s.start_bonus, M.ZAP_RUNNING: s.zap_timer,
         (M.AVL_FLIPPERS, M.N_FLIPPERS, M.SPEED_LSB, M.SPEED_MSB):
             jnp.stack([openings, counts, speeds & 0xFF, speeds >> 8]),
         M.PULSE_BEAT: s.pulse_inc, M.PULSING: s.pulse_clock,

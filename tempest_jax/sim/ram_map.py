@@ -25,6 +25,7 @@ SPINNER_DELTA = 0x0050
 POSITION = 0x0051                # player position accumulator; lane = value >> 4
 CURLEVEL = 0x009F
 PULSAR_FLIPRATE = 0x00B2
+START_BONUS_ENTRY = 0x0102      # start-table entry whose bonus the first level pays (0: none)
 NUM_ENEMIES_IN_TUBE = 0x0108
 NUM_ENEMIES_ON_TOP = 0x0109
 OPEN_LEVEL = 0x0111
