@@ -37,10 +37,31 @@ GS_DEATH = 0x06
 GS_GAME_OVER = 0x08
 GS_DELAY = 0x0A
 GS_ZOOM_OFF_END = 0x0E
+GS_HIGH_SCORE_CHECK = 0x10
+GS_ENTER_INITIALS = 0x12
+GS_ATTRACT = 0x14                # post-game / attract screen: clears the game flags
+GS_LEVEL_SELECT = 0x16
 GS_ZOOM_ONTO_NEW = 0x18
+GS_LOGO = 0x1A                   # attract logo, then a demo game
 GS_DELAY_THEN_PLAY = 0x1E
 GS_ZOOM = 0x20
+GS_HIGH_SCORE_EFFECT = 0x24
 GAME_MODE_REAL = 0xC0            # bit 7: real game, bit 6: game in progress
+
+# The cabinet around play (gamestates 0x10-0x1A, 0x24; world sheet §4).
+DIRECT_CREDITS = 2               # games started directly show the two credits the script kept
+MAX_CREDITS = 0xFF
+LEVEL_SELECT_TICKS = 200         # 10 on-screen seconds of 20 ticks, then the entry is taken
+MIN_START_ENTRY = 4              # level 9 is always offered
+ATTRACT_SCREEN_DELAY = 0xA0      # counted every other tick: 320 ticks
+LOGO_DELAY = 0xDF
+NUM_HIGH_SCORES = 8
+INITIALS_LETTERS = 3
+INITIALS_TIMEOUT = 0x60          # counted down every INITIALS_TIMEOUT_PERIOD ticks
+INITIALS_TIMEOUT_PERIOD = 32
+DEMO_LIVES = 1
+DEMO_LEVELS = 8                  # a demo game starts on a random level 1..8
+DEMO_SPEED = 9                   # the demo player's spinner delta
 
 RIM = 0x10
 FAR_END = 0xF0
@@ -122,8 +143,18 @@ class GameState:
     player_lane: jax.Array   # $0200
     player_state: jax.Array  # $0201
     player_along: jax.Array  # depth ×256 ($0202 = integer part)
-    fire_button: jax.Array   # bool, the applied fire input of the last tick
-    zap_button: jax.Array    # bool, the applied zap input of the last tick (edge detection)
+    fire_button: jax.Array   # bool, the fire input of the last tick (applied, or a cabinet's)
+    zap_button: jax.Array    # bool, the zap input of the last tick (edge detection)
+    start_button: jax.Array  # bool, a cabinet's start input of the last tick
+    coin_button: jax.Array   # bool, a cabinet's coin input of the last tick
+    credits: jax.Array       # $0006
+    last_level: jax.Array    # $0126 0-based level the last game reached (level select's limit)
+    max_start: jax.Array     # $0127 highest start-table entry the level select offers
+    select_left: jax.Array   # level-select ticks left
+    high_scores: jax.Array   # [8] the high-score table, best first
+    initials: jax.Array      # initials entered
+    initials_left: jax.Array # initials-entry time-out counter
+    delay_halved: jax.Array  # bool: the delay (0x0A) counts every other tick
     shot_depth: jax.Array    # [8] 0 = free
     shot_lane: jax.Array     # [8]
     shot_hits: jax.Array     # [8] spike hits
@@ -300,6 +331,10 @@ def new_game(seed, start_level) -> GameState:
         level=_i32(start_level), is_open=jnp.asarray(False), tube_angle=jnp.zeros(16, jnp.int32),
         position=z, player_lane=z, player_state=z, player_along=_i32(RIM * ONE),
         fire_button=jnp.asarray(False), zap_button=jnp.asarray(False),
+        start_button=jnp.asarray(False), coin_button=jnp.asarray(False),
+        credits=_i32(DIRECT_CREDITS), last_level=z, max_start=z, select_left=z,
+        high_scores=jnp.zeros(NUM_HIGH_SCORES, jnp.int32), initials=z, initials_left=z,
+        delay_halved=jnp.asarray(False),
         shot_depth=jnp.zeros(NUM_SHOTS, jnp.int32), shot_lane=jnp.zeros(NUM_SHOTS, jnp.int32),
         shot_hits=jnp.zeros(NUM_SHOTS, jnp.int32),
         eshot_pos=jnp.zeros(NUM_ENEMY_SHOTS, jnp.int32),
@@ -311,6 +346,25 @@ def new_game(seed, start_level) -> GameState:
         slide=_i32(-1), in_tube=z, on_top=z, zoom_speed=z, zoom_in_left=z,
         enemies=empty_enemies())
     return _level_init(state, _i32(start_level), jnp.zeros(NUM_PENDING, jnp.int32))
+
+
+def power_on(seed, high_scores) -> GameState:
+    """A cabinet switched on: attract mode at the logo, no credits, the given high-score table
+    (int[8], best first). It runs through the attract loop until coins and start come in
+    (`tick` with `start_in` and `coin_in`)."""
+    g = new_game(seed, 0)
+    return g.replace(gamestate=_i32(GS_LOGO), game_mode=_i32(0), credits=_i32(0),
+                     start_bonus=_i32(0), lives=_i32(0),
+                     high_scores=jnp.asarray(high_scores, jnp.int32))
+
+
+def poke(s: GameState, last_level, max_start, cursor) -> GameState:
+    """RAM writes a client makes between ticks, at $0126 (last level), $0127 (highest start
+    entry) and $0200 (the level-select cursor, the player-lane byte); a value < 0 writes
+    nothing."""
+    return s.replace(last_level=jnp.where(last_level >= 0, last_level & 0xFF, s.last_level),
+                     max_start=jnp.where(max_start >= 0, max_start & 0xFF, s.max_start),
+                     player_lane=jnp.where(cursor >= 0, cursor & 0xFF, s.player_lane))
 
 
 def _level_init(s: GameState, level, lanes) -> GameState:
@@ -763,20 +817,54 @@ def move_player(position, spinner, is_open):
     return jnp.where(is_open, jnp.clip(raw, 0, 0xEF), raw & 0xFF)
 
 
-def tick(s: GameState, fire_in, zap_in, spinner_in) -> GameState:
-    """Advance one game by one tick. Inputs are the commanded fire (0/1), zap (0/1) and spinner
-    (game units); like the Lua script, the game only receives them in 0x04 / 0x20."""
+def _demo_delta(s: GameState):
+    """The attract-mode player's spinner delta: 9 units a tick toward the lane of the active
+    enemy nearest the rim (0 on that lane, or with no enemy)."""
+    e = s.enemies
+    active = e.along > 0
+    nearest = jnp.min(jnp.where(active, e.along * NUM_SLOTS + jnp.arange(NUM_SLOTS),
+                                jnp.iinfo(jnp.int32).max))
+    target = lookup(e.lane, nearest % NUM_SLOTS)
+    toward = lane_toward(s.player_lane, target, s.is_open)
+    delta = jnp.where(toward, -DEMO_SPEED, DEMO_SPEED)
+    return jnp.where(jnp.any(active) & (target != s.player_lane), delta, 0)
+
+
+def tick(s: GameState, fire_in, zap_in, spinner_in, start_in=None, coin_in=None) -> GameState:
+    """Advance one game by one tick. Inputs are fire (0/1), zap (0/1) and the spinner delta
+    (game units).
+
+    Without `start_in`/`coin_in` the game is one started directly (train use): it receives
+    the inputs only in 0x04 / 0x20, as the Lua script gives them, and starts a new game on its
+    own after game over. With them it is a cabinet (`power_on`): the buttons reach the game in
+    every state, coin and start buy and begin games, and after game over it goes through the
+    high-score check and the attract loop."""
+    cabinet = start_in is not None
     p = wave_params(s.level)
     r = draws(s.seed, s.ticks)
     gs = s.gamestate
     playing, zooming = gs == GS_PLAYING, gs == GS_ZOOM
-    applied = ((s.game_mode & 0x80) != 0) & (playing | zooming)
-    fire = applied & (fire_in != 0)
-    zap = applied & (zap_in != 0)
-    spinner = jnp.where(applied, spinner_in, 0)
+    real = (s.game_mode & 0x80) != 0
+    if cabinet:
+        # The attract-mode (demo) player moves on its own and keeps firing.
+        fire_down, zap_down = fire_in != 0, zap_in != 0
+        fire = jnp.where(real, fire_down, True)
+        zap = real & zap_down
+        spinner = jnp.where(real, spinner_in, _demo_delta(s))
+    else:
+        applied = real & (playing | zooming)
+        fire = fire_down = applied & (fire_in != 0)
+        zap = zap_down = applied & (zap_in != 0)
+        spinner = jnp.where(applied, spinner_in, 0)
     alive = s.player_state < 0x80
     old_score = s.score
     zap_was_down = s.zap_button
+    presses = None
+    if cabinet:
+        presses = dict(fire=fire_down & ~s.fire_button, zap=zap_down & ~s.zap_button,
+                       start=(start_in != 0) & ~s.start_button,
+                       coin=(coin_in != 0) & ~s.coin_button)
+        s = s.replace(start_button=start_in != 0, coin_button=coin_in != 0)
     points = _i32(0)
     s = s.replace(ticks=s.ticks + 1, timectr=(s.timectr + 1) & 0xFF)
 
@@ -793,7 +881,7 @@ def tick(s: GameState, fire_in, zap_in, spinner_in) -> GameState:
     s = s.replace(shot_depth=jnp.where(new_shot, s.player_along >> 8, s.shot_depth),
                   shot_lane=jnp.where(new_shot, s.player_lane, s.shot_lane),
                   shot_hits=jnp.where(new_shot, 0, s.shot_hits),
-                  fire_button=fire, zap_button=zap)
+                  fire_button=fire_down, zap_button=zap_down)
     split = jnp.zeros(NUM_SLOTS, bool)
     s, pts, killed_new, split = _shot_hits(s, new_shot & playing, p, r, split)
     points += pts
@@ -873,7 +961,7 @@ def tick(s: GameState, fire_in, zap_in, spinner_in) -> GameState:
     s = s.replace(score=new_score % SCORE_MODULUS,
                   lives=bonus_lives(old_score, new_score, s.lives), explosion=explosion,
                   player_state=jnp.where(dies, kill_state, s.player_state))
-    return _count_enemies(_analyse(s, p, r, old_alive=alive, gs=gs), alive)
+    return _count_enemies(_analyse(s, p, r, old_alive=alive, gs=gs, presses=presses), alive)
 
 
 def _count_enemies(s: GameState, counting) -> GameState:
@@ -929,8 +1017,9 @@ def _enemy_fire(s: GameState, p, r, in_play) -> dict:
         enemies=e.replace(holdoff=jnp.where(shooters, p["holdoff"], holdoff)))
 
 
-def _analyse(s: GameState, p, r, old_alive, gs) -> GameState:
-    """End-of-tick work: death sequence, level end, zoom, and the non-play game states."""
+def _analyse(s: GameState, p, r, old_alive, gs, presses=None) -> GameState:
+    """End-of-tick work: death sequence, level end, zoom, and the non-play game states.
+    `presses` (new presses of fire, zap, start and coin) is given for a cabinet."""
     playing, zooming = gs == GS_PLAYING, gs == GS_ZOOM
     alive = s.player_state < 0x80
     e = s.enemies
@@ -980,32 +1069,66 @@ def _analyse(s: GameState, p, r, old_alive, gs) -> GameState:
     # Next-state logic for the non-play states.
     # The delay counts $0004 down and ends on the tick it reaches 0 (at once when it is 0):
     # a delay of n ticks shows n frames in 0x0A, one for a delay of 0.
+    cabinet = presses is not None
+    real = (s.game_mode & 0x80) != 0
+    counting = (gs == GS_DELAY)
+    if cabinet:
+        counting = counting & (~s.delay_halved | ((s.timectr & 1) == 0))
     countdown = s.countdown
-    delay_over = (gs == GS_DELAY) & (countdown <= 1)
-    countdown = jnp.where((gs == GS_DELAY) & (countdown > 0), countdown - 1, countdown)
+    delay_over = counting & (countdown <= 1)
+    countdown = jnp.where(counting & (countdown > 0), countdown - 1, countdown)
     lives_after = s.lives - 1
     death_state = gs == GS_DEATH
+    last_death = death_state & (lives_after <= 0)
     carried = jnp.minimum(pending_count(s) + s.in_tube + s.on_top, 63)
-    new_level = jnp.where(gs == GS_NEW_GAME, s.start_level, jnp.minimum(s.level + 1, 98))
     lanes = r[:NUM_PENDING] & 15
-
-    next_gs = jnp.select(
-        [to_death, avoid_spikes, clear, off_end,
-         death_state & (lives_after > 0), death_state,
-         delay_over, gs == GS_LEVEL_STARTUP, gs == GS_DELAY_THEN_PLAY,
-         gs == GS_ZOOM_OFF_END, (gs == GS_ZOOM_ONTO_NEW) & (s.zoom_in_left <= 1),
-         gs == GS_GAME_OVER, gs == GS_NEW_GAME],
-        [GS_DEATH, GS_DELAY, GS_ZOOM, GS_ZOOM_OFF_END,
-         GS_DELAY, GS_GAME_OVER,
-         s.next_state, GS_DELAY_THEN_PLAY, GS_DELAY,
-         GS_ZOOM_ONTO_NEW, GS_PLAYING,
-         GS_NEW_GAME, GS_LEVEL_STARTUP], gs)
-    next_state = jnp.select(
-        [avoid_spikes, death_state, gs == GS_DELAY_THEN_PLAY],
-        [GS_ZOOM, GS_LEVEL_STARTUP, GS_PLAYING], s.next_state)
-    countdown = jnp.select(
-        [avoid_spikes, death_state, gs == GS_DELAY_THEN_PLAY],
-        [AVOID_SPIKES_TICKS, 0, START_DELAY_TICKS], countdown)
+    zoom_in_done = (gs == GS_ZOOM_ONTO_NEW) & (s.zoom_in_left <= 1)
+    new_game = gs == GS_NEW_GAME
+    flow = [(to_death, GS_DEATH), (avoid_spikes, GS_DELAY), (clear, GS_ZOOM),
+            (off_end, GS_ZOOM_OFF_END), (death_state & ~last_death, GS_DELAY)]
+    delays = [(avoid_spikes, GS_ZOOM, AVOID_SPIKES_TICKS), (death_state, GS_LEVEL_STARTUP, 0),
+              (gs == GS_DELAY_THEN_PLAY, GS_PLAYING, START_DELAY_TICKS)]
+    if cabinet:
+        c = _cabinet(s, gs, presses)
+        # A real game's last death runs the game-over step at once: the level reached is
+        # kept for the next level select, then the high-score check; a demo ends.
+        flow = [(c["start"], GS_NEW_GAME), *flow,
+                (last_death, jnp.where(real, GS_HIGH_SCORE_CHECK, GS_ATTRACT)),
+                (delay_over, s.next_state),
+                (gs == GS_LEVEL_STARTUP, GS_DELAY_THEN_PLAY),
+                (gs == GS_DELAY_THEN_PLAY, GS_DELAY), (gs == GS_ZOOM_OFF_END, GS_ZOOM_ONTO_NEW),
+                (zoom_in_done, jnp.where(real, GS_PLAYING, GS_GAME_OVER)),
+                (gs == GS_GAME_OVER, jnp.where(real, GS_HIGH_SCORE_CHECK, GS_ATTRACT)),
+                (new_game, jnp.where(real, GS_LEVEL_SELECT, GS_LEVEL_STARTUP)),
+                (c["selected"], GS_LEVEL_STARTUP),
+                (gs == GS_HIGH_SCORE_CHECK,
+                 jnp.where(c["high_score"], GS_HIGH_SCORE_EFFECT, GS_ATTRACT)),
+                (gs == GS_HIGH_SCORE_EFFECT, GS_ENTER_INITIALS),
+                (c["initials_done"], GS_ATTRACT),
+                (gs == GS_ATTRACT, GS_DELAY), (gs == GS_LOGO, GS_DELAY)]
+        delays += [(gs == GS_ATTRACT, GS_LOGO, ATTRACT_SCREEN_DELAY),
+                   (gs == GS_LOGO, GS_NEW_GAME, LOGO_DELAY)]
+        # 0x00: a real game goes to the level select on level 1's tube, a demo game starts on
+        # a random level 1..8 with one life.
+        new_level = jnp.select([new_game & real, new_game, c["selected"]],
+                               [0, (r[3] >> 5) % DEMO_LEVELS, c["start_level"]],
+                               jnp.minimum(s.level + 1, 98))
+        new_lives = jnp.where(real, START_LIVES, DEMO_LIVES)
+        new_bonus = _i32(0)
+    else:
+        flow += [(last_death, GS_GAME_OVER), (delay_over, s.next_state),
+                 (gs == GS_LEVEL_STARTUP, GS_DELAY_THEN_PLAY),
+                 (gs == GS_DELAY_THEN_PLAY, GS_DELAY), (gs == GS_ZOOM_OFF_END, GS_ZOOM_ONTO_NEW),
+                 (zoom_in_done, GS_PLAYING), (gs == GS_GAME_OVER, GS_NEW_GAME),
+                 (new_game, GS_LEVEL_STARTUP)]
+        new_level = jnp.where(new_game, s.start_level, jnp.minimum(s.level + 1, 98))
+        new_lives = _i32(START_LIVES)
+        new_bonus = _start_entry(s.start_level)
+    next_gs = jnp.select([cond for cond, _ in flow], [state for _, state in flow], gs)
+    next_state = jnp.select([cond for cond, _, _ in delays], [n for _, n, _ in delays],
+                            s.next_state)
+    countdown = jnp.select([cond for cond, _, _ in delays], [t for _, _, t in delays],
+                           countdown)
 
     clear_shots = to_death | clear
     s = s.replace(
@@ -1019,6 +1142,11 @@ def _analyse(s: GameState, p, r, old_alive, gs) -> GameState:
 
     # 0x06: lose a life; the enemies still alive go back to the pending queue.
     vid, seg = pending_queue(carried, lanes)
+    if cabinet:
+        game_mode = jnp.where(c["start"], GAME_MODE_REAL,
+                              jnp.where(gs == GS_ATTRACT, 0, s.game_mode))
+    else:
+        game_mode = jnp.where(last_death, 0, jnp.where(new_game, GAME_MODE_REAL, s.game_mode))
     s = s.replace(
         lives=jnp.where(death_state, lives_after, s.lives),
         pending_vid=jnp.where(death_state, vid, s.pending_vid),
@@ -1028,8 +1156,13 @@ def _analyse(s: GameState, p, r, old_alive, gs) -> GameState:
         eshot_pos=jnp.where(death_state, 0, s.eshot_pos),
         in_tube=jnp.where(death_state, 0, s.in_tube), on_top=jnp.where(death_state, 0, s.on_top),
         shot_depth=jnp.where(death_state, 0, s.shot_depth),
-        game_mode=jnp.where(death_state & (lives_after <= 0), 0,
-                            jnp.where(gs == GS_NEW_GAME, GAME_MODE_REAL, s.game_mode)))
+        game_mode=game_mode)
+    if cabinet:
+        # The attract screen's delay counts every other tick; the other delays every tick.
+        sets_delay = jnp.any(jnp.stack([cond for cond, _, _ in delays]))
+        s = s.replace(**c["fields"],
+                      last_level=jnp.where(last_death & real, s.level, s.last_level),
+                      delay_halved=jnp.where(sets_delay, gs == GS_ATTRACT, s.delay_halved))
 
     # 0x02: a life begins: player on the rim at 0xF0; the pulse clock restarts.
     startup = gs == GS_LEVEL_STARTUP
@@ -1049,14 +1182,58 @@ def _analyse(s: GameState, p, r, old_alive, gs) -> GameState:
                   lives=bonus_lives(s.score, s.score + bonus, s.lives),
                   start_bonus=jnp.where(zoomed_off, 0, s.start_bonus))
 
-    # 0x0E (next level) and 0x00 (new game): initialise the level.
-    init = zoomed_off | (gs == GS_NEW_GAME)
+    # 0x0E (next level), 0x00 (new game) and a level-select choice: initialise the level.
+    init = zoomed_off | new_game
+    if cabinet:
+        init = init | c["selected"]
     leveled = _level_init(s, new_level, lanes)
     shape = jnp.asarray(shapes.SHAPE_OF_SLOT)[leveled.level % 16]
     leveled = leveled.replace(zoom_in_left=jnp.asarray(shapes.ZOOM_IN_TICKS)[shape])
-    new_game_fields = dict(score=_i32(0), start_bonus=_start_entry(s.start_level),
-                           lives=_i32(START_LIVES), position=_i32(0), player_lane=_i32(0),
-                           player_state=_i32(0))
-    fresh = leveled.replace(**{k: jnp.where(gs == GS_NEW_GAME, v, getattr(leveled, k))
+    new_game_fields = dict(score=_i32(0), start_bonus=new_bonus, lives=new_lives,
+                           position=_i32(0), player_lane=_i32(0), player_state=_i32(0))
+    fresh = leveled.replace(**{k: jnp.where(new_game, v, getattr(leveled, k))
                                for k, v in new_game_fields.items()})
     return jax.tree.map(lambda a, b: jnp.where(init, a, b), fresh, s)
+
+
+def _cabinet(s: GameState, gs, presses) -> dict:
+    """A cabinet's work in this tick around play: credits, the start button, the level select,
+    the high-score check and the initials entry. Returns the transitions' conditions (start,
+    selected, high_score, initials_done), the chosen start level, and the fields to replace."""
+    # Coins buy credits; with a credit, start begins a game whenever none is running.
+    credits = jnp.minimum(s.credits + presses["coin"], MAX_CREDITS)
+    start = presses["start"] & (credits > 0) & ((s.game_mode & 0x40) == 0)
+    credits = credits - start
+    # 0x00 of a real game sets up the level select: entries up to the last game's level,
+    # at least up to level 9; 10 seconds to choose.
+    offered = jnp.sum(jnp.asarray(W.START_LEVELS) <= s.last_level) - 1
+    setup = (gs == GS_NEW_GAME) & ((s.game_mode & 0x80) != 0)
+    max_start = jnp.where(setup, jnp.maximum(offered, MIN_START_ENTRY), s.max_start)
+    select_left = jnp.where(setup, LEVEL_SELECT_TICKS,
+                            jnp.where(gs == GS_LEVEL_SELECT, s.select_left - 1, s.select_left))
+    # 0x16: fire or zap takes the entry under the cursor ($0200), or the time runs out.
+    selecting = gs == GS_LEVEL_SELECT
+    selected = selecting & (presses["fire"] | presses["zap"] | (select_left <= 0))
+    entry = jnp.clip(s.player_lane, 0, s.max_start)
+    # 0x10: a score above the table's last one takes its place in the table.
+    rank = jnp.sum(s.high_scores >= s.score)
+    checking = gs == GS_HIGH_SCORE_CHECK
+    high_score = checking & (rank < NUM_HIGH_SCORES)
+    places = jnp.arange(NUM_HIGH_SCORES)
+    shifted = jnp.concatenate([s.high_scores[:1], s.high_scores[:-1]])
+    table = jnp.where(places < rank, s.high_scores,
+                      jnp.where(places == rank, s.score, shifted))
+    # 0x12: each new fire press takes a letter; three letters, or the time-out, end it.
+    entering = gs == GS_ENTER_INITIALS
+    initials = jnp.where(high_score, 0, s.initials + (entering & presses["fire"]))
+    initials_left = jnp.where(
+        high_score, INITIALS_TIMEOUT,
+        s.initials_left - (entering & ((s.timectr % INITIALS_TIMEOUT_PERIOD) == 0)))
+    initials_done = entering & ((initials >= INITIALS_LETTERS) | (initials_left <= 0))
+    fields = dict(credits=credits, max_start=max_start, select_left=select_left,
+                  high_scores=jnp.where(high_score, table, s.high_scores),
+                  initials=initials, initials_left=initials_left,
+                  start_bonus=jnp.where(selected, entry, s.start_bonus))
+    return dict(start=start, selected=selected, high_score=high_score,
+                initials_done=initials_done, start_level=jnp.asarray(W.START_LEVELS)[entry],
+                fields=fields)
