@@ -1,5 +1,5 @@
-"""Rules of the real game the simulator follows, each checked in a small scripted scenario
-(one game, n = 1): the rules sheets' wording is quoted in the docstrings."""
+"""Rules of the real game the simulator follows, each stated in its test's docstring and
+checked in a small scripted scenario (one game, n = 1)."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ GS_ZOOM = 0x20
 GS_HIGH_SCORE_EFFECT = 0x24
 GAME_MODE_REAL = 0xC0            # bit 7: real game, bit 6: game in progress
 
-# The cabinet around play (gamestates 0x10-0x1A, 0x24; world sheet §4).
+# The cabinet around play (gamestates 0x10-0x1A, 0x24).
 DIRECT_CREDITS = 2               # games started directly show the two credits the script kept
 MAX_CREDITS = 0xFF
 LEVEL_SELECT_TICKS = 200         # 10 on-screen seconds of 20 ticks, then the entry is taken
@@ -444,7 +444,7 @@ def _spawn(e: Enemies, slot_mask, kind, lane, along, higher, cargo, pattern, p):
 
 
 def _excluded(vid, seg, moved):
-    """Pending entries pushed back by one for the lane exclusion (enemies sheet §1.3).
+    """Pending entries pushed back by one for the pending queue's lane exclusion.
 
     An entry whose countdown is in 0x20..0x3F marks its lane; one that has just entered that
     zone (0x3F) on a lane already marked steps back to 0x40. Lane L and lane 15 - L share a

@@ -35,7 +35,7 @@ PATTERN_OF_BLOCK_POS = (PATTERN_STRAIGHT, PATTERN_CLIMB_FLIP, PATTERN_SPIRAL, PA
                         PATTERN_SPIKE_AWARE, PATTERN_STRAIGHT, PATTERN_AVOIDER, PATTERN_REVERSING)
 
 # The level-select (start-level) table: entry -> 0-based start level, and the bonus paid when
-# that first level is completed (enemies sheet §3.3; game_control.md §7).
+# that first level is completed.
 START_LEVELS = np.array([0, 2, 4, 6, 8, 10, 12, 14, 16, 19, 21, 23, 25, 27, 30, 32, 35, 39,
                          43, 46, 48, 51, 55, 59, 62, 64, 72, 80], dtype=np.int32)
 START_BONUS = np.array([0, 6_000, 16_000, 32_000, 54_000, 74_000, 94_000, 114_000, 134_000,
