@@ -86,9 +86,8 @@ def _rollout(state, frame, control, steps, advanced, level_min, play_until):
         playing = (frame.level == first_level) & (frame.score < play_until)
         reply = (jnp.where(playing, fire, 0), jnp.where(playing, zap, 0),
                  jnp.where(playing, jnp.asarray(F.SPINNER_LEVELS_ARRAY, jnp.int32)[sp], 0))
-        control = C.update_settings(control, advanced, level_min)
-        control, inputs, applied = C.decide(control, images, *reply)
-        state, next_frame = sim.cabinet_step(state, inputs, reply)
+        state, next_frame, control, inputs, applied = C.client_tick(
+            state, control, *reply, advanced, level_min)
         return (state, next_frame, control), (images, reply, frame, inputs, applied,
                                               state.game.initials)
 

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from tempest_jax import features as F
+from tempest_jax import sim
 from tempest_jax.sim import CabinetInputs
 from tempest_jax.sim import game as G
 from tempest_jax.sim import ram_map as M
@@ -43,17 +44,20 @@ class ControlState:
 def initial_control(n: int) -> ControlState:
     """Fresh control state, with control.lua's settings until the first reply: start_advanced
     true, start_level_min 13."""
-    z = jnp.zeros(n, jnp.int32)
-    return ControlState(start_advanced=jnp.ones(n, bool), start_level_min=z + 13,
-                        level_select_frames=z, attract_frames=z, frames=z,
-                        prev_gamestate=z - 1)
+    def full(value):                      # a buffer of its own each (rollouts donate them)
+        return jnp.full(n, value, jnp.int32)
+
+    return ControlState(start_advanced=jnp.ones(n, bool), start_level_min=full(13),
+                        level_select_frames=full(0), attract_frames=full(0), frames=full(0),
+                        prev_gamestate=full(-1))
 
 
 def update_settings(c: ControlState, start_advanced, start_level_min) -> ControlState:
     """Reply bytes 3 and 4 (a start level outside 1..81 keeps the old one)."""
     lo, hi = START_LEVEL_MIN_RANGE
     ok = (start_level_min >= lo) & (start_level_min <= hi)
-    return c.replace(start_advanced=jnp.asarray(start_advanced) != 0,
+    shape = c.start_advanced.shape
+    return c.replace(start_advanced=jnp.broadcast_to(jnp.asarray(start_advanced) != 0, shape),
                      start_level_min=jnp.where(ok, start_level_min, c.start_level_min))
 
 
@@ -115,3 +119,16 @@ def decide(c: ControlState, images, cmd_fire, cmd_zap, cmd_spinner):
                   attract_frames=c.attract_frames + attract, frames=c.frames + 1,
                   prev_gamestate=gs)
     return c, inputs, applied
+
+
+@jax.jit
+def client_tick(state: sim.SimState, c: ControlState, fire, zap, spinner, start_advanced,
+                start_level_min):
+    """One tick of cabinets played as MAME plays the real one: the server's reply to the
+    current frames (fire, zap, spinner, start settings; int32[n] each) reaches the client's game
+    control, whose inputs the cabinets then receive. Returns (state, frame, control state,
+    CabinetInputs, applied)."""
+    c = update_settings(c, start_advanced, start_level_min)
+    c, inputs, applied = decide(c, sim.ram_images(state.game), fire, zap, spinner)
+    state, frame = sim.cabinet_step(state, inputs, (fire, zap, spinner))
+    return state, frame, c, inputs, applied
