@@ -27,6 +27,7 @@ TOKEN_ENV = "TEMPEST_TOKEN"  # the game server's token, read by the server and o
 # marker instead, and a run resumed from it must be given the secret again.
 REDACTED = "<redacted>"
 SECRET_KEYS = (("server", "token"), ("dashboard", "token"))
+CABINET_START_LEVEL_MAX = 81  # the level select's highest level (as for MAME's start_level_min)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -85,8 +86,17 @@ class EnvConfig(_Section):
     source: str = _opt("sim", choices=("sim", "mame"), doc="frame source for `train`")
     num_games: int = _opt(256, lo=1, hi=1 << 20, doc="parallel simulator games in-process")
     start_level: int = _opt(1, lo=1, hi=99, doc="1-based level simulator games start on")
+    cabinet: bool = _opt(False, doc="simulator games as whole cabinets (attract mode, coin, "
+                         "level select to start_level, initials), played as the Lua client "
+                         "plays MAME; off: games start directly on start_level")
     seed: int = _opt(0, lo=0, doc="simulator seed")
     rollout_steps: int = _opt(16, lo=1, hi=4096, doc="simulator ticks per jitted act+step call")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.cabinet and self.start_level > CABINET_START_LEVEL_MAX:
+            raise ConfigError(f"env.start_level = {self.start_level}: a cabinet's level select "
+                              f"offers levels 1..{CABINET_START_LEVEL_MAX} (env.cabinet)")
 
 
 @dataclass(frozen=True)

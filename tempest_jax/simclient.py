@@ -4,6 +4,11 @@ Each game is one TCP client. Every tick the games' frames are sent (one per clie
 reply is awaited (lockstep, as MAME waits for the server), and the replies' fire, zap and
 spinner drive the next simulator step. Used by `tempest-jax sim-client`, the end-to-end tests and
 users without ROMs.
+
+By default the games start directly on a level and restart on their own. With `cabinet=True`
+each client is a whole simulated cabinet played as the Lua client plays MAME: the client's
+game control (`sim.cabinet`) inserts a coin, presses start, selects the start level from the
+replies' start settings, enters initials, and passes the replies' actions on during play.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from tempest_jax import features as F
 from tempest_jax import protocol as P
 from tempest_jax import sim
 from tempest_jax.clients import ClientPool
+from tempest_jax.sim import cabinet as C
 
 # Reply spinner byte (-32..31) → the nearest of the 11 spinner levels (the simulator steps on
 # joint actions; our server only ever sends exact levels).
@@ -25,8 +31,8 @@ _SPINNER_INDEX = np.argmin(np.abs(np.arange(-32, 32)[:, None] - F.SPINNER_LEVELS
                            axis=1)
 
 
-def joint_of_replies(replies: bytes) -> np.ndarray:
-    """Joint actions of concatenated 5-byte replies (validated)."""
+def replies_of(replies: bytes) -> np.ndarray:
+    """REPLY_DTYPE records of concatenated 5-byte replies, their actions validated."""
     records = np.frombuffer(replies, dtype=P.REPLY_DTYPE)
     for name, lo, hi in (("fire", 0, 1), ("zap", 0, 1), ("spinner", P.SPINNER_MIN,
                                                           P.SPINNER_MAX)):
@@ -34,6 +40,15 @@ def joint_of_replies(replies: bytes) -> np.ndarray:
         if bad.any():
             raise P.ReplyError(f"reply field {name} = {records[name][bad][0]} outside "
                                f"{lo}..{hi}", name)
+    return records
+
+
+def joint_of_replies(replies: bytes) -> np.ndarray:
+    """Joint actions of concatenated 5-byte replies (validated)."""
+    return _joint_of(replies_of(replies))
+
+
+def _joint_of(records: np.ndarray) -> np.ndarray:
     sp = _SPINNER_INDEX[records["spinner"].astype(np.int64) + 32]
     return F.joint_index(records["fire"].astype(np.int64), records["zap"].astype(np.int64), sp)
 
@@ -63,12 +78,18 @@ def frame_wire_bytes(frame) -> list[bytes]:
 
 def run_sim_clients(address: tuple[str, int], clients: int, ticks: int | None = None,
                     seconds: float | None = None, seed: int = 0, start_level: int = 1,
-                    record: bool = False, reply_timeout: float = 10.0) -> SimClientRun:
+                    record: bool = False, reply_timeout: float = 10.0,
+                    cabinet: bool = False) -> SimClientRun:
     """Play `clients` simulated games against the server for `ticks` ticks or `seconds`;
-    a reply missing for `reply_timeout` seconds raises TimeoutError."""
+    a reply missing for `reply_timeout` seconds raises TimeoutError. `cabinet`: whole
+    cabinets switched on in attract mode (`start_level` unused: the replies choose it)."""
     if ticks is None and seconds is None:
         raise ValueError("give ticks or seconds")
-    state, frame = sim.reset(jax.random.key(seed), clients, start_level)
+    if cabinet:
+        state, frame = sim.cabinet_reset(jax.random.key(seed), clients)
+        control = C.initial_control(clients)
+    else:
+        state, frame = sim.reset(jax.random.key(seed), clients, start_level)
     pool = ClientPool(address, clients, timeout=reply_timeout)
     run = SimClientRun(ticks=0, frames=0, seconds=0.0)
     start = time.perf_counter()
@@ -76,11 +97,17 @@ def run_sim_clients(address: tuple[str, int], clients: int, ticks: int | None = 
         while (ticks is None or run.ticks < ticks) and (
                 seconds is None or time.perf_counter() - start < seconds):
             wire = frame_wire_bytes(frame)
-            joint = joint_of_replies(b"".join(pool.exchange(wire)))
+            replies = replies_of(b"".join(pool.exchange(wire)))
+            joint = _joint_of(replies)
             if record:
                 run.sent.append(wire)
                 run.received.append(joint)
-            state, frame = sim.step(state, joint)
+            if cabinet:
+                state, frame, control, _, _ = C.client_tick(
+                    state, control,
+                    *(replies[name].astype(np.int32) for name in P.REPLY_DTYPE.names))
+            else:
+                state, frame = sim.step(state, joint)
             run.ticks += 1
             run.frames += clients
     finally:

@@ -50,6 +50,7 @@ from tempest_jax.policy import PolicyOutput
 from tempest_jax.protocol import FrameBatch
 from tempest_jax.replay import Emission, Replay, ReplaySink, scaled_reward
 from tempest_jax.server import GameServer
+from tempest_jax.sim import cabinet as C
 from tempest_jax.sim.compiling import jit as sim_jit
 from tempest_jax.supervisor import Supervisor
 
@@ -114,7 +115,11 @@ class SimSource:
     """The embedded simulator and the actor in one jitted rollout of `env.rollout_steps` ticks
     over `env.num_games` games; frames go straight into replay, no sockets. The simulator can
     outrun the learner, so after each chunk it waits while the learner's sample budget
-    (`replay.replay_ratio`) is well ahead of what it has drawn."""
+    (`replay.replay_ratio`) is well ahead of what it has drawn.
+
+    With `env.cabinet` the games are whole cabinets, played by the client's game control
+    (`sim.cabinet`) with the operator's start settings, as MAME clients are; `state` is then
+    (the simulator state, the control state)."""
 
     def __init__(self, env: EnvConfig, schedule: ScheduleConfig, reward: RewardConfig,
                  links: RunLinks, keys: KeyStream, frames: int = 0):
@@ -128,13 +133,22 @@ class SimSource:
         self._games = (inference.rows if self.num_games % inference.num_devices == 0
                        else inference.replicated)
         key = jax.random.fold_in(keys.next(), env.seed)
-        self.state, self.frame = jax.device_put(
-            sim.reset(key, self.num_games, env.start_level), self._games)
+        self.cabinet = env.cabinet
+        if self.cabinet:
+            sim_state, frame = sim.cabinet_reset(key, self.num_games)
+            control = C.update_settings(C.initial_control(self.num_games), False,
+                                        env.start_level)
+            self.state, self.frame = jax.device_put(((sim_state, control), frame), self._games)
+        else:
+            self.state, self.frame = jax.device_put(
+                sim.reset(key, self.num_games, env.start_level), self._games)
+        self.start_advanced = False
         self.segments = jax.device_put(Segments(jnp.zeros(self.num_games, jnp.float32),
                                                 jnp.zeros(self.num_games, jnp.int32)),
                                        self._games)
         self.start_level = env.start_level
-        self._rollout = _make_rollout(inference, schedule, self.steps, self._games)
+        self._rollout = _make_rollout(inference, schedule, self.steps, self._games,
+                                      self.cabinet)
         self._pick = jax.jit(lambda frame, game: jax.tree.map(lambda x: x[game], frame))
 
     def collect(self) -> None:
@@ -172,7 +186,18 @@ class SimSource:
             stop.wait(0.002)
 
     def apply(self, settings: OperatorSettings) -> None:
-        """A new start level reaches every game at its next new game."""
+        """A new start level reaches every game at its next new game (cabinets: the client's
+        game control takes it, and start_advanced, at the next level select)."""
+        if self.cabinet:
+            if (settings.start_level, settings.start_advanced) != (self.start_level,
+                                                                   self.start_advanced):
+                sim_state, control = self.state
+                control = jax.device_put(C.update_settings(
+                    control, settings.start_advanced, settings.start_level), self._games)
+                self.state = (sim_state, control)
+                self.start_level, self.start_advanced = (settings.start_level,
+                                                         settings.start_advanced)
+            return
         if settings.start_level != self.start_level:
             game = self.state.game
             self.state = self.state.replace(game=game.replace(start_level=jax.device_put(
@@ -190,10 +215,11 @@ class SimSource:
 
 
 def _make_rollout(inference: Inference, schedule: ScheduleConfig, steps: int,
-                  games: NamedSharding):
+                  games: NamedSharding, cabinet: bool = False):
     """rollout(params, state, frame, segments, key, frames, overrides) -> (state, frame,
     segments, per-tick outputs with leading shape (steps, num_games)), jitted with the games'
-    layout."""
+    layout. `cabinet`: the state is (simulator state, control state) of cabinets."""
+    spinner_levels = jnp.asarray(F.SPINNER_LEVELS_ARRAY, jnp.int32)
 
     def tick(carry, key):
         params, state, frame, segments, frames, overrides = carry
@@ -209,7 +235,15 @@ def _make_rollout(inference: Inference, schedule: ScheduleConfig, steps: int,
                "done": frame.done != 0,
                "applied": F.action_applied(frame.gamestate, frame.game_mode, frame.state),
                "score": frame.score, "level": frame.level}
-        state, frame = sim.step(state, joint)
+        if cabinet:
+            fire, zap, sp = F.decode_joint(joint)
+            sim_state, control = state
+            sim_state, frame, control, _, _ = C.client_tick(
+                sim_state, control, fire, zap, spinner_levels[sp], control.start_advanced,
+                control.start_level_min)
+            state = (sim_state, control)
+        else:
+            state, frame = sim.step(state, joint)
         return (params, state, frame, segments, frames + joint.shape[0], overrides), out
 
     def rollout(params, state, frame, segments, key, frames, overrides):

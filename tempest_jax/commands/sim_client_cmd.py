@@ -4,9 +4,13 @@ Each game is one TCP client speaking the wire protocol in lockstep (frame, then 
 5-byte reply), exactly as the Lua client does in MAME. Use it to train through the server without
 ROMs, or to load-test a server.
 
+With --cabinet each client is a whole simulated cabinet (attract mode, coin, start, level
+select to the server's start settings, initials), played as the Lua client plays MAME.
+
 Examples:
   tempest-jax sim-client --clients 16 --server 127.0.0.1:9999
   tempest-jax sim-client --clients 64 --processes 4 --seconds 600
+  tempest-jax sim-client --clients 8 --cabinet
 """
 
 from __future__ import annotations
@@ -32,13 +36,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ticks", type=int, default=None, help="stop after this many ticks")
     parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--start-level", type=int, default=1)
+    parser.add_argument("--start-level", type=int, default=1,
+                        help="1-based level games start on (not with --cabinet)")
+    parser.add_argument("--cabinet", action="store_true",
+                        help="whole cabinets: the replies' start settings choose the level")
 
 
 def _play(args: argparse.Namespace, clients: int, seed: int) -> tuple[int, float]:
     from tempest_jax.simclient import run_sim_clients
     run = run_sim_clients(args.server, clients, ticks=args.ticks, seconds=args.seconds,
-                          seed=seed, start_level=args.start_level)
+                          seed=seed, start_level=args.start_level, cabinet=args.cabinet)
     return run.frames, run.seconds
 
 

@@ -7,7 +7,7 @@ start level and seed default to the config's [env] section. --video PATH also wr
 Examples:
   tempest-jax sim play --policy expert --games 100
   tempest-jax sim play --policy random --games 100 --json
-  tempest-jax sim play --policy expert --set env.start_level=9
+  tempest-jax sim play --policy expert --start-level 13 --json
   tempest-jax sim play --policy expert --games 1 --video expert.gif
 """
 
@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     play.add_argument("--policy", choices=("expert", "random"), default="expert")
     play.add_argument("--games", type=int, default=None,
                       help="games played in parallel (default: env.num_games)")
+    play.add_argument("--start-level", type=int, default=None,
+                      help="1-based level the games start on (default: env.start_level); a "
+                           "level the level select offers pays its start bonus")
     play.add_argument("--max-ticks", type=int, default=100_000,
                       help="stop games still running after this many ticks")
     play.add_argument("--json", action="store_true", help="print one JSON object")
@@ -38,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from tempest_jax.sim import play
 
     cfg = cli.config_from_args(args)
+    if args.start_level is not None:
+        cfg = cfg.replace(env={"start_level": args.start_level})
     games = args.games if args.games is not None else cfg.env.num_games
     if games < 1 or args.max_ticks < 1:
         raise SystemExit("tempest-jax sim play: --games and --max-ticks must be >= 1")

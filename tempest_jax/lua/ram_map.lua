@@ -21,11 +21,14 @@ ram_map.SPINNER_DELTA = 0x0050
 ram_map.POSITION = 0x0051  -- player position accumulator; lane = value >> 4
 ram_map.CURLEVEL = 0x009F
 ram_map.PULSAR_FLIPRATE = 0x00B2
+ram_map.START_BONUS_ENTRY = 0x0102  -- start-table entry whose bonus the first level pays
 ram_map.NUM_ENEMIES_IN_TUBE = 0x0108
 ram_map.NUM_ENEMIES_ON_TOP = 0x0109
 ram_map.OPEN_LEVEL = 0x0111
 ram_map.CURTUBE = 0x0112
 ram_map.ZAP_RUNNING = 0x0125
+ram_map.LAST_COMPLETED_LEVEL = 0x0126  -- 0-based level the last game reached (level select)
+ram_map.MAX_START_INDEX = 0x0127  -- highest start-table entry the level select offers
 ram_map.PLAYER_SHOT_COUNT = 0x0135
 ram_map.AVL_FLIPPERS = 0x013D  -- 5 bytes: flipper, pulsar, tanker, spiker, fuseball
 ram_map.N_FLIPPERS = 0x0142  -- 5 bytes, same order

@@ -3,8 +3,14 @@
     state, frame = reset(key, n, start_level=1)   # n games at a new game (gamestate 0x00)
     state, frame = step(state, actions)           # actions: int32[n] joint indices 0..43
 
-One step is one game tick for every game. Games are real games ($0005 bit 7 set) and loop on
-their own: after game over the next tick starts a new game (auto-reset). `frame` is an
+    state, frame = cabinet_reset(key, n)          # n cabinets switched on (attract mode)
+    state, frame = cabinet_step(state, inputs, commanded)   # inputs: CabinetInputs
+
+One step is one game tick for every game. `reset`/`step` games are real games ($0005 bit 7
+set) started directly on a level, and loop on their own: after game over the next tick starts a
+new game (auto-reset). `cabinet_reset`/`cabinet_step` run whole cabinets instead: attract mode,
+credits, start, level select, game over, high-score check and initials, driven by the buttons
+and RAM writes a client gives (`sim.control` decides them as the Lua client does). `frame` is an
 `extract.Frame` of [n]-shaped fields named like the protocol header, plus `state`
 (float32[n, 195]); `ram_images(state.game)` gives the RAM images (uint8[n, 0x400]) that the
 Lua extraction reads on MAME. `features.expert_joint_action(frame.expert_target, frame.player_seg,
@@ -28,8 +34,9 @@ from tempest_jax.sim.compiling import jit
 from tempest_jax.sim.extract import ExtractCarry, Frame, initial_carry
 from tempest_jax.sim.game import GameState
 
-__all__ = ["ExtractCarry", "Frame", "GameState", "SimState", "expert_actions", "extract_batch",
-           "initial_carry", "ram_images", "reset", "step"]
+__all__ = ["CabinetInputs", "ExtractCarry", "Frame", "GameState", "SimState", "cabinet_reset",
+           "cabinet_step", "expert_actions", "extract_batch", "initial_carry", "ram_images",
+           "reset", "step"]
 
 
 @struct.dataclass
@@ -38,6 +45,22 @@ class SimState:
 
     game: GameState
     carry: ExtractCarry
+
+
+@struct.dataclass
+class CabinetInputs:
+    """One tick's inputs to a batch of cabinets (int32[n] each): the buttons (0/1) and the
+    spinner delta written to $0050, and the RAM writes a client makes before the tick at $0126
+    (last level), $0127 (highest start entry) and $0200 (level-select cursor), -1 for none."""
+
+    fire: jax.Array
+    zap: jax.Array
+    spinner: jax.Array
+    start: jax.Array
+    coin: jax.Array
+    last_level: jax.Array
+    max_start: jax.Array
+    cursor: jax.Array
 
 
 def _observe(game, carry, fire, zap, spinner):
@@ -78,6 +101,42 @@ def reset(key, n: int, start_level: int = 1) -> tuple[SimState, Frame]:
 
 
 _step = jit(_step_batch)
+
+
+@jax.jit
+def _cabinet_reset(seeds, high_scores):
+    game = jax.vmap(_game.power_on)(seeds, high_scores)
+    carry = jax.vmap(lambda _: initial_carry())(seeds)
+    zeros = jnp.zeros(seeds.shape, jnp.int32)
+    carry, frame = _observe(game, carry, zeros, zeros, zeros)
+    return SimState(game=game, carry=carry), frame
+
+
+def cabinet_reset(key, n: int, high_scores=None) -> tuple[SimState, Frame]:
+    """n cabinets switched on: attract mode, no credits, the high-score table `high_scores`
+    (int[8] best first, or [n, 8]; default all 0); per-cabinet seeds are drawn from `key`."""
+    table = jnp.zeros(_game.NUM_HIGH_SCORES, jnp.int32) if high_scores is None else high_scores
+    table = jnp.broadcast_to(jnp.asarray(table, jnp.int32), (n, _game.NUM_HIGH_SCORES))
+    return _cabinet_reset(jax.random.bits(key, (n,), jnp.uint32), table)
+
+
+@jax.jit
+def _cabinet_step(state: SimState, inputs: CabinetInputs, commanded):
+    game = jax.vmap(_game.poke)(state.game, inputs.last_level, inputs.max_start, inputs.cursor)
+    game = jax.vmap(_game.tick)(game, inputs.fire, inputs.zap, inputs.spinner, inputs.start,
+                                inputs.coin)
+    carry, frame = _observe(game, state.carry, *commanded)
+    return SimState(game=game, carry=carry), frame
+
+
+def cabinet_step(state: SimState, inputs: CabinetInputs, commanded) -> tuple[SimState, Frame]:
+    """Advance every cabinet one tick. `commanded` = (fire, zap, spinner) int32[n]: the action
+    the client was told (the frame header echoes it), which `inputs` apply only where the
+    client's game control lets them through."""
+    commanded = tuple(jnp.asarray(c, jnp.int32) for c in commanded)
+    for c in commanded:
+        chex.assert_shape(c, state.game.gamestate.shape)
+    return _cabinet_step(state, inputs, commanded)
 
 
 def step(state: SimState, actions) -> tuple[SimState, Frame]:

@@ -37,10 +37,31 @@ GS_DEATH = 0x06
 GS_GAME_OVER = 0x08
 GS_DELAY = 0x0A
 GS_ZOOM_OFF_END = 0x0E
+GS_HIGH_SCORE_CHECK = 0x10
+GS_ENTER_INITIALS = 0x12
+GS_ATTRACT = 0x14                # post-game / attract screen: clears the game flags
+GS_LEVEL_SELECT = 0x16
 GS_ZOOM_ONTO_NEW = 0x18
+GS_LOGO = 0x1A                   # attract logo, then a demo game
 GS_DELAY_THEN_PLAY = 0x1E
 GS_ZOOM = 0x20
+GS_HIGH_SCORE_EFFECT = 0x24
 GAME_MODE_REAL = 0xC0            # bit 7: real game, bit 6: game in progress
+
+# The cabinet around play (gamestates 0x10-0x1A, 0x24).
+DIRECT_CREDITS = 2               # games started directly show the two credits the script kept
+MAX_CREDITS = 0xFF
+LEVEL_SELECT_TICKS = 200         # 10 on-screen seconds of 20 ticks, then the entry is taken
+MIN_START_ENTRY = 4              # level 9 is always offered
+ATTRACT_SCREEN_DELAY = 0xA0      # counted every other tick: 320 ticks
+LOGO_DELAY = 0xDF
+NUM_HIGH_SCORES = 8
+INITIALS_LETTERS = 3
+INITIALS_TIMEOUT = 0x60          # counted down every INITIALS_TIMEOUT_PERIOD ticks
+INITIALS_TIMEOUT_PERIOD = 32
+DEMO_LIVES = 1
+DEMO_LEVELS = 8                  # a demo game starts on a random level 1..8
+DEMO_SPEED = 9                   # the demo player's spinner delta
 
 RIM = 0x10
 FAR_END = 0xF0
@@ -113,6 +134,7 @@ class GameState:
     timectr: jax.Array       # $0003 (8 bit)
     game_mode: jax.Array     # $0005
     score: jax.Array         # decimal 0..999,999
+    start_bonus: jax.Array   # $0102 start-table entry whose bonus the first level pays, or 0
     lives: jax.Array
     level: jax.Array         # 0-based, capped at 98
     is_open: jax.Array       # bool
@@ -121,8 +143,18 @@ class GameState:
     player_lane: jax.Array   # $0200
     player_state: jax.Array  # $0201
     player_along: jax.Array  # depth ×256 ($0202 = integer part)
-    fire_button: jax.Array   # bool, the applied fire input of the last tick
-    zap_button: jax.Array    # bool, the applied zap input of the last tick (edge detection)
+    fire_button: jax.Array   # bool, the fire input of the last tick (applied, or a cabinet's)
+    zap_button: jax.Array    # bool, the zap input of the last tick (edge detection)
+    start_button: jax.Array  # bool, a cabinet's start input of the last tick
+    coin_button: jax.Array   # bool, a cabinet's coin input of the last tick
+    credits: jax.Array       # $0006
+    last_level: jax.Array    # $0126 0-based level the last game reached (level select's limit)
+    max_start: jax.Array     # $0127 highest start-table entry the level select offers
+    select_left: jax.Array   # level-select ticks left
+    high_scores: jax.Array   # [8] the high-score table, best first
+    initials: jax.Array      # initials entered
+    initials_left: jax.Array # initials-entry time-out counter
+    delay_halved: jax.Array  # bool: the delay (0x0A) counts every other tick
     shot_depth: jax.Array    # [8] 0 = free
     shot_lane: jax.Array     # [8]
     shot_hits: jax.Array     # [8] spike hits
@@ -136,6 +168,8 @@ class GameState:
     pulse_clock: jax.Array   # signed
     pulse_inc: jax.Array     # signed
     explosion: jax.Array     # ticks until every explosion is over
+    in_tube: jax.Array       # $0108 enemies climbing, counted while the player lives
+    on_top: jax.Array        # $0109 rim chasers, likewise
     slide: jax.Array         # death sequence: ticks of slide left (-1 = not started)
     zoom_speed: jax.Array
     zoom_in_left: jax.Array
@@ -280,16 +314,27 @@ def pending_queue(n, lanes):
     return jnp.where(i < n, vid, 0), lanes
 
 
+def _start_entry(level0):
+    """The start-table entry of a game started directly on `level0` (0 where the level is not
+    one the level select offers): starting there pays that entry's bonus, as in the game."""
+    return jnp.asarray(W.START_ENTRY_OF_LEVEL)[jnp.clip(level0, 0, W.NUM_LEVELS - 1)]
+
+
 def new_game(seed, start_level) -> GameState:
     """A game at gamestate 0x00 (new game); its first tick sets up the start level."""
     z = _i32(0)
     state = GameState(
         seed=jnp.asarray(seed, jnp.uint32), ticks=z, start_level=_i32(start_level),
         gamestate=_i32(GS_NEW_GAME), next_state=z, countdown=z, timectr=z,
-        game_mode=_i32(GAME_MODE_REAL), score=z, lives=_i32(START_LIVES),
+        game_mode=_i32(GAME_MODE_REAL), score=z, start_bonus=_start_entry(start_level),
+        lives=_i32(START_LIVES),
         level=_i32(start_level), is_open=jnp.asarray(False), tube_angle=jnp.zeros(16, jnp.int32),
         position=z, player_lane=z, player_state=z, player_along=_i32(RIM * ONE),
         fire_button=jnp.asarray(False), zap_button=jnp.asarray(False),
+        start_button=jnp.asarray(False), coin_button=jnp.asarray(False),
+        credits=_i32(DIRECT_CREDITS), last_level=z, max_start=z, select_left=z,
+        high_scores=jnp.zeros(NUM_HIGH_SCORES, jnp.int32), initials=z, initials_left=z,
+        delay_halved=jnp.asarray(False),
         shot_depth=jnp.zeros(NUM_SHOTS, jnp.int32), shot_lane=jnp.zeros(NUM_SHOTS, jnp.int32),
         shot_hits=jnp.zeros(NUM_SHOTS, jnp.int32),
         eshot_pos=jnp.zeros(NUM_ENEMY_SHOTS, jnp.int32),
@@ -298,8 +343,28 @@ def new_game(seed, start_level) -> GameState:
         pending_vid=jnp.zeros(NUM_PENDING, jnp.int32),
         pending_seg=jnp.zeros(NUM_PENDING, jnp.int32),
         spikes=jnp.zeros(16, jnp.int32), pulse_clock=z, pulse_inc=z, explosion=z,
-        slide=_i32(-1), zoom_speed=z, zoom_in_left=z, enemies=empty_enemies())
+        slide=_i32(-1), in_tube=z, on_top=z, zoom_speed=z, zoom_in_left=z,
+        enemies=empty_enemies())
     return _level_init(state, _i32(start_level), jnp.zeros(NUM_PENDING, jnp.int32))
+
+
+def power_on(seed, high_scores) -> GameState:
+    """A cabinet switched on: attract mode at the logo, no credits, the given high-score table
+    (int[8], best first). It runs through the attract loop until coins and start come in
+    (`tick` with `start_in` and `coin_in`)."""
+    g = new_game(seed, 0)
+    return g.replace(gamestate=_i32(GS_LOGO), game_mode=_i32(0), credits=_i32(0),
+                     start_bonus=_i32(0), lives=_i32(0),
+                     high_scores=jnp.asarray(high_scores, jnp.int32))
+
+
+def poke(s: GameState, last_level, max_start, cursor) -> GameState:
+    """RAM writes a client makes between ticks, at $0126 (last level), $0127 (highest start
+    entry) and $0200 (the level-select cursor, the player-lane byte); a value < 0 writes
+    nothing."""
+    return s.replace(last_level=jnp.where(last_level >= 0, last_level & 0xFF, s.last_level),
+                     max_start=jnp.where(max_start >= 0, max_start & 0xFF, s.max_start),
+                     player_lane=jnp.where(cursor >= 0, cursor & 0xFF, s.player_lane))
 
 
 def _level_init(s: GameState, level, lanes) -> GameState:
@@ -308,7 +373,6 @@ def _level_init(s: GameState, level, lanes) -> GameState:
     p = wave_params(level)
     shape = jnp.asarray(shapes.SHAPE_OF_SLOT)[level % 16]
     vid, seg = pending_queue(p["total"], lanes)
-    has_pulsars = p["max_p"] > 0
     return s.replace(
         level=level, is_open=jnp.asarray(shapes.OPEN_FLAG)[shape] != 0,
         tube_angle=jnp.asarray(shapes.TUBE_ANGLE)[shape],
@@ -316,8 +380,7 @@ def _level_init(s: GameState, level, lanes) -> GameState:
         zap_uses=_i32(0), zap_timer=_i32(0), enemies=empty_enemies(),
         shot_depth=jnp.zeros_like(s.shot_depth), shot_hits=jnp.zeros_like(s.shot_hits),
         eshot_pos=jnp.zeros_like(s.eshot_pos), explosion=_i32(0),
-        pulse_clock=_i32(jnp.where(has_pulsars, -1, 0)),
-        pulse_inc=_i32(jnp.where(has_pulsars, p["pulse_inc"], 0)))
+        pulse_clock=_i32(-1), pulse_inc=p["pulse_inc"])
 
 
 def pending_count(s: GameState):
@@ -380,6 +443,23 @@ def _spawn(e: Enemies, slot_mask, kind, lane, along, higher, cargo, pattern, p):
     return e.replace(**{k: jnp.where(slot_mask, v, getattr(e, k)) for k, v in new.items()})
 
 
+def _excluded(vid, seg, moved):
+    """Pending entries pushed back by one for the pending queue's lane exclusion.
+
+    An entry whose countdown is in 0x20..0x3F marks its lane; one that has just entered that
+    zone (0x3F) on a lane already marked steps back to 0x40. Lane L and lane 15 - L share a
+    mark, and the game's check sees only the marks made earlier in its scan of the queue, which
+    runs from entry 63 down: an entry that just entered is pushed back when a later entry in
+    the queue is in the zone on its lane or its mirror. (Of several such entries entering
+    together the latest stays, since it then marks the lane, or all step back.)"""
+    in_zone = moved & (vid >= 0x20) & (vid <= 0x3F)
+    mark = jnp.where(seg < 8, seg, 15 - seg)
+    index = jnp.arange(NUM_PENDING)
+    latest = jnp.max(jnp.where(in_zone[:, None] & (mark[:, None] == jnp.arange(8)),
+                               index[:, None], -1), axis=0)     # [mark]: its latest entry
+    return in_zone & (vid == 0x3F) & (lookup(latest, mark) > index)
+
+
 def _hatch(s: GameState, p, r, can_hatch):
     """Pending countdowns, and at most one pending enemy entering the tube per tick (nothing
     changes unless `can_hatch`)."""
@@ -390,6 +470,7 @@ def _hatch(s: GameState, p, r, can_hatch):
     rotate = live & (s.pending_vid >= 0x40) & ((s.timectr & 1) == 0) & ~frozen
     seg = jnp.where(rotate, (s.pending_seg + 1) & 15, s.pending_seg)
     vid = jnp.where(live & ~frozen, s.pending_vid - 1, s.pending_vid)
+    vid = jnp.where(_excluded(vid, seg, live & ~frozen), vid + 1, vid)
     reaching = live & (vid == 0) & ~frozen
     idx = NUM_PENDING - 1 - jnp.argmax(reaching[::-1])        # the scan runs 63 → 0
     lane = lookup(seg, idx)
@@ -404,8 +485,8 @@ def _hatch(s: GameState, p, r, can_hatch):
     free = bits_of(e.along == 0)
     slot = mask_of(highest_bit(free), NUM_SLOTS)             # the highest free slot
     launch = jnp.any(reaching) & ok & (free != 0)
-    e = _spawn(e, slot & launch, kind, lane, _i32(FAR_END * ONE), r[3] >= 128, cargo,
-               p["pattern"], p)
+    # Every new enemy starts with the rotation bit clear: clockwise (toward the lower lane).
+    e = _spawn(e, slot & launch, kind, lane, _i32(FAR_END * ONE), False, cargo, p["pattern"], p)
     # Entries that reached 0 without launching step back by one.
     launched_entry = (jnp.arange(NUM_PENDING) == idx) & launch
     vid = jnp.where(reaching & ~launched_entry, 1, vid)
@@ -431,13 +512,14 @@ def _start_flip(e: Enemies, mask, higher, is_open, angles):
         timer=jnp.where(mask & fuse, FUSE_STEP_TICKS, e.timer))
 
 
-def _move_enemies(s: GameState, p, r, pulsing):
+def _move_enemies(s: GameState, p, r):
     """One tick of every enemy's program. Returns (enemies, spikes, kill_state, split_mask)."""
     e = s.enemies
     is_open, angles, player = s.is_open, s.tube_angle, s.player_lane
     active = e.along > 0
     depth = e.along >> 8
     pending = pending_count(s)
+    pulsing = s.pulse_clock >= 0
     kind = e.kind
     flipper, pulsar, tanker, spiker, fuse = (kind == t for t in range(W.NUM_TYPES))
     toward_player = lane_toward(e.lane, player, is_open)
@@ -492,7 +574,10 @@ def _move_enemies(s: GameState, p, r, pulsing):
     e = e.replace(down=jnp.where(climbing_p & (pending == 0), False, e.down))
     e = e.replace(timer=jnp.where(climbing_p & done_flip, p["pulsar_delay"], e.timer))
     idle_p = climbing_p & ~e.flipping & ~done_flip
-    start_p = idle_p & (e.timer <= 0) & ~pulsing
+    # A pulsar flips once the clock is off and will still be off 4 ticks ahead (rising, it
+    # climbs by the increment each tick; falling, it stays negative longer than that).
+    quiet = (s.pulse_clock < 0) & (s.pulse_clock + 4 * s.pulse_inc < 0)
+    start_p = idle_p & (e.timer <= 0) & quiet
     e = e.replace(timer=jnp.where(idle_p & (e.timer > 0), e.timer - 1, e.timer))
     move_p = idle_p & ~start_p
 
@@ -732,20 +817,54 @@ def move_player(position, spinner, is_open):
     return jnp.where(is_open, jnp.clip(raw, 0, 0xEF), raw & 0xFF)
 
 
-def tick(s: GameState, fire_in, zap_in, spinner_in) -> GameState:
-    """Advance one game by one tick. Inputs are the commanded fire (0/1), zap (0/1) and spinner
-    (game units); like the Lua script, the game only receives them in 0x04 / 0x20."""
+def _demo_delta(s: GameState):
+    """The attract-mode player's spinner delta: 9 units a tick toward the lane of the active
+    enemy nearest the rim (0 on that lane, or with no enemy)."""
+    e = s.enemies
+    active = e.along > 0
+    nearest = jnp.min(jnp.where(active, e.along * NUM_SLOTS + jnp.arange(NUM_SLOTS),
+                                jnp.iinfo(jnp.int32).max))
+    target = lookup(e.lane, nearest % NUM_SLOTS)
+    toward = lane_toward(s.player_lane, target, s.is_open)
+    delta = jnp.where(toward, -DEMO_SPEED, DEMO_SPEED)
+    return jnp.where(jnp.any(active) & (target != s.player_lane), delta, 0)
+
+
+def tick(s: GameState, fire_in, zap_in, spinner_in, start_in=None, coin_in=None) -> GameState:
+    """Advance one game by one tick. Inputs are fire (0/1), zap (0/1) and the spinner delta
+    (game units).
+
+    Without `start_in`/`coin_in` the game is one started directly (train use): it receives
+    the inputs only in 0x04 / 0x20, as the Lua script gives them, and starts a new game on its
+    own after game over. With them it is a cabinet (`power_on`): the buttons reach the game in
+    every state, coin and start buy and begin games, and after game over it goes through the
+    high-score check and the attract loop."""
+    cabinet = start_in is not None
     p = wave_params(s.level)
     r = draws(s.seed, s.ticks)
     gs = s.gamestate
     playing, zooming = gs == GS_PLAYING, gs == GS_ZOOM
-    applied = ((s.game_mode & 0x80) != 0) & (playing | zooming)
-    fire = applied & (fire_in != 0)
-    zap = applied & (zap_in != 0)
-    spinner = jnp.where(applied, spinner_in, 0)
+    real = (s.game_mode & 0x80) != 0
+    if cabinet:
+        # The attract-mode (demo) player moves on its own and keeps firing.
+        fire_down, zap_down = fire_in != 0, zap_in != 0
+        fire = jnp.where(real, fire_down, True)
+        zap = real & zap_down
+        spinner = jnp.where(real, spinner_in, _demo_delta(s))
+    else:
+        applied = real & (playing | zooming)
+        fire = fire_down = applied & (fire_in != 0)
+        zap = zap_down = applied & (zap_in != 0)
+        spinner = jnp.where(applied, spinner_in, 0)
     alive = s.player_state < 0x80
     old_score = s.score
     zap_was_down = s.zap_button
+    presses = None
+    if cabinet:
+        presses = dict(fire=fire_down & ~s.fire_button, zap=zap_down & ~s.zap_button,
+                       start=(start_in != 0) & ~s.start_button,
+                       coin=(coin_in != 0) & ~s.coin_button)
+        s = s.replace(start_button=start_in != 0, coin_button=coin_in != 0)
     points = _i32(0)
     s = s.replace(ticks=s.ticks + 1, timectr=(s.timectr + 1) & 0xFF)
 
@@ -762,7 +881,7 @@ def tick(s: GameState, fire_in, zap_in, spinner_in) -> GameState:
     s = s.replace(shot_depth=jnp.where(new_shot, s.player_along >> 8, s.shot_depth),
                   shot_lane=jnp.where(new_shot, s.player_lane, s.shot_lane),
                   shot_hits=jnp.where(new_shot, 0, s.shot_hits),
-                  fire_button=fire, zap_button=zap)
+                  fire_button=fire_down, zap_button=zap_down)
     split = jnp.zeros(NUM_SLOTS, bool)
     s, pts, killed_new, split = _shot_hits(s, new_shot & playing, p, r, split)
     points += pts
@@ -794,8 +913,7 @@ def tick(s: GameState, fire_in, zap_in, spinner_in) -> GameState:
     s = _hatch(s, p, r, in_play & ~zap_running)
 
     # 5. Enemy programs and the pulse clock.
-    pulsing = s.pulse_clock >= 0
-    e_moved, spikes, kill_state, auto_split = _move_enemies(s, p, r, pulsing)
+    e_moved, spikes, kill_state, auto_split = _move_enemies(s, p, r)
     s = s.replace(enemies=jax.tree.map(lambda a, b: jnp.where(in_play, a, b), e_moved,
                                        s.enemies),
                   spikes=jnp.where(in_play, spikes, s.spikes))
@@ -818,23 +936,10 @@ def tick(s: GameState, fire_in, zap_in, spinner_in) -> GameState:
     kill_state = jnp.where(in_play & (kill_state != 0), kill_state,
                            jnp.where(playing & shot_kill, PLAYER_STATE_KILLED, 0))
 
-    # 7. Enemy fire: eligible enemies (deep enough, not flipping, hold-off over) fire with a
-    #    chance that falls with the number of enemy shots on screen.
-    e = s.enemies
-    deep = (e.along > 0) & ((e.along >> 8) >= 0x30)
-    holdoff = jnp.where(deep & in_play, e.holdoff - 1, e.holdoff)
-    on_screen = jnp.sum(s.eshot_pos > 0)
-    chance = jnp.asarray(ENEMY_FIRE_CHANCE)[jnp.minimum(on_screen, 4)]
-    wants = deep & e.can_fire & ~e.flipping & (holdoff < 0) & (r[32:39] < chance)
-    wanting = bits_of(wants)
-    shooter = mask_of(highest_bit(wanting), NUM_SLOTS)
-    # A free enemy shot slot exists whenever fewer than max_shots (<= 4) are on screen.
-    fires = (wanting != 0) & (on_screen < p["max_shots"]) & in_play
-    es_slot = first_true(s.eshot_pos == 0) & fires
-    s = s.replace(
-        eshot_pos=jnp.where(es_slot, jnp.sum(jnp.where(shooter, e.along, 0)), s.eshot_pos),
-        eshot_lane=jnp.where(es_slot, jnp.sum(jnp.where(shooter, e.lane, 0)), s.eshot_lane),
-        enemies=e.replace(holdoff=jnp.where(shooter & fires, p["holdoff"], holdoff)))
+    # 7. Enemy fire: each eligible enemy (deep enough, not flipping, hold-off over) gets its
+    #    own chance, which falls with the number of enemy shots on screen, each new shot
+    #    included; enemies in slot order from the highest, up to the wave's maximum of shots.
+    s = s.replace(**_enemy_fire(s, p, r, in_play))
 
     # 8. Collisions: player shots vs enemies, then vs enemy shots.
     s, pts, killed, split = _shot_hits(s, jnp.full(NUM_SHOTS, True) & playing, p, r, split)
@@ -856,11 +961,65 @@ def tick(s: GameState, fire_in, zap_in, spinner_in) -> GameState:
     s = s.replace(score=new_score % SCORE_MODULUS,
                   lives=bonus_lives(old_score, new_score, s.lives), explosion=explosion,
                   player_state=jnp.where(dies, kill_state, s.player_state))
-    return _analyse(s, p, r, old_alive=alive, gs=gs)
+    return _count_enemies(_analyse(s, p, r, old_alive=alive, gs=gs, presses=presses), alive)
 
 
-def _analyse(s: GameState, p, r, old_alive, gs) -> GameState:
-    """End-of-tick work: death sequence, level end, zoom, and the non-play game states."""
+def _count_enemies(s: GameState, counting) -> GameState:
+    """The enemy counters follow the slots in every tick that began with the player alive.
+    After a death they keep their count: the death slide takes enemies off the screen, and
+    the counters say how many go back to the pending queue at 0x06."""
+    e = s.enemies
+    active = e.along > 0
+    in_tube, on_top = jnp.sum(jnp.stack([active & ~e.chaser, active & e.chaser]), axis=-1)
+    return s.replace(in_tube=jnp.where(counting, in_tube, s.in_tube),
+                     on_top=jnp.where(counting, on_top, s.on_top))
+
+
+def _enemy_fire(s: GameState, p, r, in_play) -> dict:
+    """New enemy shots and hold-offs (fields to replace).
+
+    An enemy fires when its draw is below the chance for the shots then on screen, and the
+    wave's maximum is not reached. The chance falls as shots are added, so an enemy fires
+    exactly when fewer than its `limit` shots are on screen before it (limit = the number of
+    chance steps its draw passes, capped by the maximum). Then the k-th new shot goes to the
+    highest slot, below the (k-1)-th shooter, whose limit exceeds the shots already on screen
+    plus k: one integer step per possible new shot (at most 4), with one reduction for the
+    masks of all levels. New shots take the free shot slots from the lowest."""
+    e = s.enemies
+    deep = (e.along > 0) & ((e.along >> 8) >= 0x30)
+    holdoff = jnp.where(deep & in_play, e.holdoff - 1, e.holdoff)
+    eligible = deep & e.can_fire & ~e.flipping & (holdoff < 0) & in_play
+    passes = jnp.sum(r[32:32 + NUM_SLOTS, None] < jnp.asarray(ENEMY_FIRE_CHANCE), axis=-1)
+    limit = jnp.where(eligible, jnp.minimum(passes, p["max_shots"]), 0)
+    levels = jnp.arange(NUM_ENEMY_SHOTS)
+    above = bits_of(limit > levels[:, None])           # [level]: slots that fire at that level
+    on_screen = jnp.sum(s.eshot_pos > 0)
+    free = bits_of(s.eshot_pos == 0)
+    allowed, taken, picks, slots = (1 << NUM_SLOTS) - 1, 0, [], []
+    for k in range(NUM_ENEMY_SHOTS):
+        pick = highest_bit(lookup(above, on_screen + k) & allowed)
+        slot = jnp.where(pick != 0, lowest_bit(free & ~taken), 0)
+        allowed = jnp.where(pick != 0, pick - 1, 0)
+        taken = taken | slot
+        picks.append(pick)
+        slots.append(slot)
+    # assign[k, shot slot, enemy]: the k-th new shot, from that enemy into that slot.
+    assign = (mask_of(jnp.stack(slots), NUM_ENEMY_SHOTS)[:, :, None]
+              & mask_of(jnp.stack(picks), NUM_SLOTS)[:, None, :])
+    from_enemy = jnp.any(assign, axis=0)                # [shot slot, enemy]
+    new = jnp.any(from_enemy, axis=1)
+    shooters = jnp.any(from_enemy, axis=0)
+    return dict(
+        eshot_pos=jnp.where(new, jnp.sum(jnp.where(from_enemy, e.along, 0), axis=1),
+                            s.eshot_pos),
+        eshot_lane=jnp.where(new, jnp.sum(jnp.where(from_enemy, e.lane, 0), axis=1),
+                             s.eshot_lane),
+        enemies=e.replace(holdoff=jnp.where(shooters, p["holdoff"], holdoff)))
+
+
+def _analyse(s: GameState, p, r, old_alive, gs, presses=None) -> GameState:
+    """End-of-tick work: death sequence, level end, zoom, and the non-play game states.
+    `presses` (new presses of fire, zap, start and coin) is given for a cabinet."""
     playing, zooming = gs == GS_PLAYING, gs == GS_ZOOM
     alive = s.player_state < 0x80
     e = s.enemies
@@ -888,9 +1047,10 @@ def _analyse(s: GameState, p, r, old_alive, gs) -> GameState:
     slide_len = jnp.where(s.lives > 1, DEATH_SLIDE_TICKS, LAST_LIFE_PULLBACK_TICKS)
     slide = jnp.where(start_slide, slide_len, s.slide)
     sliding = quiet & (slide > 0)
-    # Enemies sink to the far end and wait there: all of them go back to the pending queue
-    # at 0x06 (the game keeps their count; here they stay in their slots until then).
-    pushed = jnp.minimum(e.along + DEATH_SLIDE_STEP * ONE, FAR_END * ONE)
+    # Enemies sink 0x0F a tick and leave their slots at the far end; the counters keep them
+    # for the pending queue.
+    pushed = e.along + DEATH_SLIDE_STEP * ONE
+    pushed = jnp.where(pushed >= FAR_END * ONE, 0, pushed)
     e = e.replace(along=jnp.where(sliding & active, pushed, e.along))
     sink = sliding & (s.lives > 1)
     s = s.replace(enemies=e, slide=jnp.where(sliding, slide - 1, slide),
@@ -907,32 +1067,68 @@ def _analyse(s: GameState, p, r, old_alive, gs) -> GameState:
     avoid_spikes = clear & jnp.any(s.spikes > 0) & (s.level <= AVOID_SPIKES_LAST_LEVEL0)
 
     # Next-state logic for the non-play states.
+    # The delay counts $0004 down and ends on the tick it reaches 0 (at once when it is 0):
+    # a delay of n ticks shows n frames in 0x0A, one for a delay of 0.
+    cabinet = presses is not None
+    real = (s.game_mode & 0x80) != 0
+    counting = (gs == GS_DELAY)
+    if cabinet:
+        counting = counting & (~s.delay_halved | ((s.timectr & 1) == 0))
     countdown = s.countdown
-    delay_over = (gs == GS_DELAY) & (countdown == 0)
-    countdown = jnp.where((gs == GS_DELAY) & (countdown > 0), countdown - 1, countdown)
+    delay_over = counting & (countdown <= 1)
+    countdown = jnp.where(counting & (countdown > 0), countdown - 1, countdown)
     lives_after = s.lives - 1
     death_state = gs == GS_DEATH
-    carried = jnp.minimum(pending_count(s) + jnp.sum(active), 63)
-    new_level = jnp.where(gs == GS_NEW_GAME, s.start_level, jnp.minimum(s.level + 1, 98))
+    last_death = death_state & (lives_after <= 0)
+    carried = jnp.minimum(pending_count(s) + s.in_tube + s.on_top, 63)
     lanes = r[:NUM_PENDING] & 15
-
-    next_gs = jnp.select(
-        [to_death, avoid_spikes, clear, off_end,
-         death_state & (lives_after > 0), death_state,
-         delay_over, gs == GS_LEVEL_STARTUP, gs == GS_DELAY_THEN_PLAY,
-         gs == GS_ZOOM_OFF_END, (gs == GS_ZOOM_ONTO_NEW) & (s.zoom_in_left <= 1),
-         gs == GS_GAME_OVER, gs == GS_NEW_GAME],
-        [GS_DEATH, GS_DELAY, GS_ZOOM, GS_ZOOM_OFF_END,
-         GS_DELAY, GS_GAME_OVER,
-         s.next_state, GS_DELAY_THEN_PLAY, GS_DELAY,
-         GS_ZOOM_ONTO_NEW, GS_PLAYING,
-         GS_NEW_GAME, GS_LEVEL_STARTUP], gs)
-    next_state = jnp.select(
-        [avoid_spikes, death_state, gs == GS_DELAY_THEN_PLAY],
-        [GS_ZOOM, GS_LEVEL_STARTUP, GS_PLAYING], s.next_state)
-    countdown = jnp.select(
-        [avoid_spikes, death_state, gs == GS_DELAY_THEN_PLAY],
-        [AVOID_SPIKES_TICKS, 0, START_DELAY_TICKS], countdown)
+    zoom_in_done = (gs == GS_ZOOM_ONTO_NEW) & (s.zoom_in_left <= 1)
+    new_game = gs == GS_NEW_GAME
+    flow = [(to_death, GS_DEATH), (avoid_spikes, GS_DELAY), (clear, GS_ZOOM),
+            (off_end, GS_ZOOM_OFF_END), (death_state & ~last_death, GS_DELAY)]
+    delays = [(avoid_spikes, GS_ZOOM, AVOID_SPIKES_TICKS), (death_state, GS_LEVEL_STARTUP, 0),
+              (gs == GS_DELAY_THEN_PLAY, GS_PLAYING, START_DELAY_TICKS)]
+    if cabinet:
+        c = _cabinet(s, gs, presses)
+        # A real game's last death runs the game-over step at once: the level reached is
+        # kept for the next level select, then the high-score check; a demo ends.
+        flow = [(c["start"], GS_NEW_GAME), *flow,
+                (last_death, jnp.where(real, GS_HIGH_SCORE_CHECK, GS_ATTRACT)),
+                (delay_over, s.next_state),
+                (gs == GS_LEVEL_STARTUP, GS_DELAY_THEN_PLAY),
+                (gs == GS_DELAY_THEN_PLAY, GS_DELAY), (gs == GS_ZOOM_OFF_END, GS_ZOOM_ONTO_NEW),
+                (zoom_in_done, jnp.where(real, GS_PLAYING, GS_GAME_OVER)),
+                (gs == GS_GAME_OVER, jnp.where(real, GS_HIGH_SCORE_CHECK, GS_ATTRACT)),
+                (new_game, jnp.where(real, GS_LEVEL_SELECT, GS_LEVEL_STARTUP)),
+                (c["selected"], GS_LEVEL_STARTUP),
+                (gs == GS_HIGH_SCORE_CHECK,
+                 jnp.where(c["high_score"], GS_HIGH_SCORE_EFFECT, GS_ATTRACT)),
+                (gs == GS_HIGH_SCORE_EFFECT, GS_ENTER_INITIALS),
+                (c["initials_done"], GS_ATTRACT),
+                (gs == GS_ATTRACT, GS_DELAY), (gs == GS_LOGO, GS_DELAY)]
+        delays += [(gs == GS_ATTRACT, GS_LOGO, ATTRACT_SCREEN_DELAY),
+                   (gs == GS_LOGO, GS_NEW_GAME, LOGO_DELAY)]
+        # 0x00: a real game goes to the level select on level 1's tube, a demo game starts on
+        # a random level 1..8 with one life.
+        new_level = jnp.select([new_game & real, new_game, c["selected"]],
+                               [0, (r[3] >> 5) % DEMO_LEVELS, c["start_level"]],
+                               jnp.minimum(s.level + 1, 98))
+        new_lives = jnp.where(real, START_LIVES, DEMO_LIVES)
+        new_bonus = _i32(0)
+    else:
+        flow += [(last_death, GS_GAME_OVER), (delay_over, s.next_state),
+                 (gs == GS_LEVEL_STARTUP, GS_DELAY_THEN_PLAY),
+                 (gs == GS_DELAY_THEN_PLAY, GS_DELAY), (gs == GS_ZOOM_OFF_END, GS_ZOOM_ONTO_NEW),
+                 (zoom_in_done, GS_PLAYING), (gs == GS_GAME_OVER, GS_NEW_GAME),
+                 (new_game, GS_LEVEL_STARTUP)]
+        new_level = jnp.where(new_game, s.start_level, jnp.minimum(s.level + 1, 98))
+        new_lives = _i32(START_LIVES)
+        new_bonus = _start_entry(s.start_level)
+    next_gs = jnp.select([cond for cond, _ in flow], [state for _, state in flow], gs)
+    next_state = jnp.select([cond for cond, _, _ in delays], [n for _, n, _ in delays],
+                            s.next_state)
+    countdown = jnp.select([cond for cond, _, _ in delays], [t for _, _, t in delays],
+                           countdown)
 
     clear_shots = to_death | clear
     s = s.replace(
@@ -946,6 +1142,11 @@ def _analyse(s: GameState, p, r, old_alive, gs) -> GameState:
 
     # 0x06: lose a life; the enemies still alive go back to the pending queue.
     vid, seg = pending_queue(carried, lanes)
+    if cabinet:
+        game_mode = jnp.where(c["start"], GAME_MODE_REAL,
+                              jnp.where(gs == GS_ATTRACT, 0, s.game_mode))
+    else:
+        game_mode = jnp.where(last_death, 0, jnp.where(new_game, GAME_MODE_REAL, s.game_mode))
     s = s.replace(
         lives=jnp.where(death_state, lives_after, s.lives),
         pending_vid=jnp.where(death_state, vid, s.pending_vid),
@@ -953,9 +1154,15 @@ def _analyse(s: GameState, p, r, old_alive, gs) -> GameState:
         enemies=jax.tree.map(lambda a, b: jnp.where(death_state, a, b), empty_enemies(),
                              s.enemies),
         eshot_pos=jnp.where(death_state, 0, s.eshot_pos),
+        in_tube=jnp.where(death_state, 0, s.in_tube), on_top=jnp.where(death_state, 0, s.on_top),
         shot_depth=jnp.where(death_state, 0, s.shot_depth),
-        game_mode=jnp.where(death_state & (lives_after <= 0), 0,
-                            jnp.where(gs == GS_NEW_GAME, GAME_MODE_REAL, s.game_mode)))
+        game_mode=game_mode)
+    if cabinet:
+        # The attract screen's delay counts every other tick; the other delays every tick.
+        sets_delay = jnp.any(jnp.stack([cond for cond, _, _ in delays]))
+        s = s.replace(**c["fields"],
+                      last_level=jnp.where(last_death & real, s.level, s.last_level),
+                      delay_halved=jnp.where(sets_delay, gs == GS_ATTRACT, s.delay_halved))
 
     # 0x02: a life begins: player on the rim at 0xF0; the pulse clock restarts.
     startup = gs == GS_LEVEL_STARTUP
@@ -964,17 +1171,69 @@ def _analyse(s: GameState, p, r, old_alive, gs) -> GameState:
         player_lane=jnp.where(startup, PLAYER_START_POSITION >> 4, s.player_lane),
         player_state=jnp.where(startup, 0x0F, s.player_state),
         player_along=jnp.where(startup | (gs == GS_ZOOM_ONTO_NEW), RIM * ONE, s.player_along),
-        pulse_clock=jnp.where(startup & (s.pulse_inc != 0), -1, s.pulse_clock),
-        pulse_inc=jnp.where(startup & (s.pulse_inc != 0), p["pulse_inc"], s.pulse_inc),
+        pulse_clock=jnp.where(startup, -1, s.pulse_clock),
+        pulse_inc=jnp.where(startup, p["pulse_inc"], s.pulse_inc),
         zoom_in_left=jnp.where(gs == GS_ZOOM_ONTO_NEW, s.zoom_in_left - 1, s.zoom_in_left))
 
-    # 0x0E (next level) and 0x00 (new game): initialise the level.
-    init = (gs == GS_ZOOM_OFF_END) | (gs == GS_NEW_GAME)
+    # 0x0E: the first level completed pays the start-level bonus (once).
+    zoomed_off = gs == GS_ZOOM_OFF_END
+    bonus = jnp.where(zoomed_off, jnp.asarray(W.START_BONUS)[s.start_bonus], 0)
+    s = s.replace(score=(s.score + bonus) % SCORE_MODULUS,
+                  lives=bonus_lives(s.score, s.score + bonus, s.lives),
+                  start_bonus=jnp.where(zoomed_off, 0, s.start_bonus))
+
+    # 0x0E (next level), 0x00 (new game) and a level-select choice: initialise the level.
+    init = zoomed_off | new_game
+    if cabinet:
+        init = init | c["selected"]
     leveled = _level_init(s, new_level, lanes)
     shape = jnp.asarray(shapes.SHAPE_OF_SLOT)[leveled.level % 16]
     leveled = leveled.replace(zoom_in_left=jnp.asarray(shapes.ZOOM_IN_TICKS)[shape])
-    new_game_fields = dict(score=_i32(0), lives=_i32(START_LIVES), position=_i32(0),
-                           player_lane=_i32(0), player_state=_i32(0))
-    fresh = leveled.replace(**{k: jnp.where(gs == GS_NEW_GAME, v, getattr(leveled, k))
+    new_game_fields = dict(score=_i32(0), start_bonus=new_bonus, lives=new_lives,
+                           position=_i32(0), player_lane=_i32(0), player_state=_i32(0))
+    fresh = leveled.replace(**{k: jnp.where(new_game, v, getattr(leveled, k))
                                for k, v in new_game_fields.items()})
     return jax.tree.map(lambda a, b: jnp.where(init, a, b), fresh, s)
+
+
+def _cabinet(s: GameState, gs, presses) -> dict:
+    """A cabinet's work in this tick around play: credits, the start button, the level select,
+    the high-score check and the initials entry. Returns the transitions' conditions (start,
+    selected, high_score, initials_done), the chosen start level, and the fields to replace."""
+    # Coins buy credits; with a credit, start begins a game whenever none is running.
+    credits = jnp.minimum(s.credits + presses["coin"], MAX_CREDITS)
+    start = presses["start"] & (credits > 0) & ((s.game_mode & 0x40) == 0)
+    credits = credits - start
+    # 0x00 of a real game sets up the level select: entries up to the last game's level,
+    # at least up to level 9; 10 seconds to choose.
+    offered = jnp.sum(jnp.asarray(W.START_LEVELS) <= s.last_level) - 1
+    setup = (gs == GS_NEW_GAME) & ((s.game_mode & 0x80) != 0)
+    max_start = jnp.where(setup, jnp.maximum(offered, MIN_START_ENTRY), s.max_start)
+    select_left = jnp.where(setup, LEVEL_SELECT_TICKS,
+                            jnp.where(gs == GS_LEVEL_SELECT, s.select_left - 1, s.select_left))
+    # 0x16: fire or zap takes the entry under the cursor ($0200), or the time runs out.
+    selecting = gs == GS_LEVEL_SELECT
+    selected = selecting & (presses["fire"] | presses["zap"] | (select_left <= 0))
+    entry = jnp.clip(s.player_lane, 0, s.max_start)
+    # 0x10: a score above the table's last one takes its place in the table.
+    rank = jnp.sum(s.high_scores >= s.score)
+    checking = gs == GS_HIGH_SCORE_CHECK
+    high_score = checking & (rank < NUM_HIGH_SCORES)
+    places = jnp.arange(NUM_HIGH_SCORES)
+    shifted = jnp.concatenate([s.high_scores[:1], s.high_scores[:-1]])
+    table = jnp.where(places < rank, s.high_scores,
+                      jnp.where(places == rank, s.score, shifted))
+    # 0x12: each new fire press takes a letter; three letters, or the time-out, end it.
+    entering = gs == GS_ENTER_INITIALS
+    initials = jnp.where(high_score, 0, s.initials + (entering & presses["fire"]))
+    initials_left = jnp.where(
+        high_score, INITIALS_TIMEOUT,
+        s.initials_left - (entering & ((s.timectr % INITIALS_TIMEOUT_PERIOD) == 0)))
+    initials_done = entering & ((initials >= INITIALS_LETTERS) | (initials_left <= 0))
+    fields = dict(credits=credits, max_start=max_start, select_left=select_left,
+                  high_scores=jnp.where(high_score, table, s.high_scores),
+                  initials=initials, initials_left=initials_left,
+                  start_bonus=jnp.where(selected, entry, s.start_bonus))
+    return dict(start=start, selected=selected, high_score=high_score,
+                initials_done=initials_done, start_level=jnp.asarray(W.START_LEVELS)[entry],
+                fields=fields)

@@ -16,8 +16,6 @@ from tempest_jax.sim import ram_map as M
 from tempest_jax.sim import shapes
 from tempest_jax.sim import waves as W
 
-CREDITS_KEPT = 2     # the Lua script keeps two credits in the machine (game_control.md)
-
 
 def _assemble(writes: dict) -> jax.Array:
     """uint8[RAM_SIZE] from {address: int array}; addresses not written are 0. A tuple of
@@ -79,11 +77,10 @@ def ram(s: G.GameState) -> jax.Array:
     speeds = jnp.stack([p["speed_flipper"], jnp.asarray(W.PULSAR_SPEED, jnp.int32),
                         p["speed_tanker"], p["speed_spiker"], p["speed_fuseball"]]) & 0xFFFF
     shape = jnp.asarray(shapes.SHAPE_OF_SLOT)[s.level % 16]
-    on_top = jnp.sum(active & e.chaser)
     writes = {
         M.GAMESTATE: s.gamestate, M.NEXT_GAMESTATE: s.next_state, M.TIMECTR: s.timectr,
         M.COUNTDOWN_TIMER: s.countdown, M.GAME_MODE: s.game_mode,
-        M.CREDITS: jnp.asarray(CREDITS_KEPT),
+        M.CREDITS: s.credits,
         (M.P1_SCORE_L, M.P1_SCORE_M, M.P1_SCORE_H):
             bcd_pair(s.score // jnp.asarray([1, 100, 10_000]) % 100),
         M.P1_LEVEL: s.level, M.P1_LIVES: s.lives,
@@ -94,9 +91,11 @@ def ram(s: G.GameState) -> jax.Array:
         (M.ZAP_FIRE_DEBOUNCE, M.NUM_ENEMIES_IN_TUBE, M.NUM_ENEMIES_ON_TOP, M.OPEN_LEVEL,
          M.CURTUBE, M.PLAYER_SHOT_COUNT, M.PLAYER_ALONG, M.ENEMIES_PENDING): jnp.stack([
              jnp.where(s.fire_button, 0x10, 0) | jnp.where(s.zap_button, 0x08, 0),
-             jnp.sum(active) - on_top, on_top, jnp.where(s.is_open, 0xFF, 0), shape,
+             s.in_tube, s.on_top, jnp.where(s.is_open, 0xFF, 0), shape,
              jnp.sum(s.shot_depth > 0), s.player_along >> 8, G.pending_count(s)]),
-        M.ZAP_RUNNING: s.zap_timer,
+        M.START_BONUS_ENTRY: s.start_bonus,
+        (M.ZAP_RUNNING, M.LAST_COMPLETED_LEVEL, M.MAX_START_INDEX):
+            jnp.stack([s.zap_timer, s.last_level, s.max_start]),
         (M.AVL_FLIPPERS, M.N_FLIPPERS, M.SPEED_LSB, M.SPEED_MSB):
             jnp.stack([openings, counts, speeds & 0xFF, speeds >> 8]),
         M.PULSE_BEAT: s.pulse_inc, M.PULSING: s.pulse_clock,

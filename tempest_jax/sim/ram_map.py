@@ -25,11 +25,14 @@ SPINNER_DELTA = 0x0050
 POSITION = 0x0051                # player position accumulator; lane = value >> 4
 CURLEVEL = 0x009F
 PULSAR_FLIPRATE = 0x00B2
+START_BONUS_ENTRY = 0x0102      # start-table entry whose bonus the first level pays (0: none)
 NUM_ENEMIES_IN_TUBE = 0x0108
 NUM_ENEMIES_ON_TOP = 0x0109
 OPEN_LEVEL = 0x0111
 CURTUBE = 0x0112
 ZAP_RUNNING = 0x0125
+LAST_COMPLETED_LEVEL = 0x0126     # 0-based level the last game reached (level select's limit)
+MAX_START_INDEX = 0x0127         # highest start-table entry the level select offers
 PLAYER_SHOT_COUNT = 0x0135
 AVL_FLIPPERS = 0x013D            # 5 bytes: flipper, pulsar, tanker, spiker, fuseball
 N_FLIPPERS = 0x0142              # 5 bytes, same order

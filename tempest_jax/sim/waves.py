@@ -34,6 +34,18 @@ PATTERN_OF_BLOCK_POS = (PATTERN_STRAIGHT, PATTERN_CLIMB_FLIP, PATTERN_SPIRAL, PA
                         PATTERN_SPIKE_AWARE, PATTERN_AVOIDER, PATTERN_REVERSING, PATTERN_SPIRAL,
                         PATTERN_SPIKE_AWARE, PATTERN_STRAIGHT, PATTERN_AVOIDER, PATTERN_REVERSING)
 
+# The level-select (start-level) table: entry -> 0-based start level, and the bonus paid when
+# that first level is completed.
+START_LEVELS = np.array([0, 2, 4, 6, 8, 10, 12, 14, 16, 19, 21, 23, 25, 27, 30, 32, 35, 39,
+                         43, 46, 48, 51, 55, 59, 62, 64, 72, 80], dtype=np.int32)
+START_BONUS = np.array([0, 6_000, 16_000, 32_000, 54_000, 74_000, 94_000, 114_000, 134_000,
+                        152_000, 170_000, 188_000, 208_000, 226_000, 248_000, 266_000, 300_000,
+                        340_000, 382_000, 415_000, 439_000, 472_000, 531_000, 581_000, 624_000,
+                        656_000, 766_000, 898_000], dtype=np.int32)
+# 0-based level -> its start-table entry (0 where the table does not offer that level).
+START_ENTRY_OF_LEVEL = np.zeros(NUM_LEVELS, dtype=np.int32)
+START_ENTRY_OF_LEVEL[START_LEVELS] = np.arange(len(START_LEVELS), dtype=np.int32)
+
 COLUMNS = (
     "total", "min_f", "min_p", "min_t", "min_s", "min_u", "max_f", "max_p", "max_t", "max_s",
     "max_u", "spike0", "cargo0", "cargo1", "cargo2", "cargo3", "flipper_byte", "speed_flipper",

@@ -6,11 +6,22 @@
 --   lua tests/lua/tool.lua handshakes             hex tokens on stdin (one a line; empty = none)
 --                                                 -> JSON: hex handshake, or false when refused
 --   lua tests/lua/tool.lua extract_stream IN OUT  RAM-image records -> encoded frames
+--   lua tests/lua/tool.lua cabinet_stream IN OUT  cabinet RAM images + server replies -> the
+--                                                 client's frames and inputs
 --
 -- extract_stream records (big-endian): uint8 flags (bit 0: start over with a fresh carried
 -- state, as a new connection does), the client fields uint8 cmd_fire, uint8 cmd_zap, int8
 -- cmd_spinner, uint16 frame, then ram_map.RAM_SIZE RAM bytes. Output per record: the 821 wire
 -- bytes (save_signal 0), the uint8 expert joint action and the uint16 count of clamped values.
+--
+-- cabinet_stream runs the production client (client.lua: extraction, connection.lua over a
+-- scripted socket, control.lua) on the RAM images of simulated cabinets, one tick per record,
+-- as MAME's frame callback runs it. Records (big-endian): uint8 flags (bit 0: a new cabinet,
+-- i.e. a fresh client), the server's 5-byte reply to this frame, then the RAM image. Output per
+-- record: the 821 frame bytes the client sent, the uint8 expert joint action, the uint16
+-- count of clamped values, then the inputs it applied: uint8 fire, zap, int8 spinner ($0050),
+-- uint8 start, coin, int16 values written to $0126, $0127, $0200 (-1: not written), uint8
+-- applied (the server's action reached the game).
 
 local tests_dir = debug.getinfo(1, "S").source:match("^@(.*)[/\\]") or "."
 local client_dir = tests_dir .. "/../../tempest_jax/lua"  -- the production scripts
@@ -158,10 +169,75 @@ function commands.extract_stream(in_path, out_path)
   output:close()
 end
 
+local CABINET_RECORD_HEADER = ">BbbbBB"   -- flags, then the reply ("bbbBB")
+local CABINET_WRITES = {[0x0126] = "last_level", [0x0127] = "max_start", [0x0200] = "cursor"}
+
+function commands.cabinet_stream(in_path, out_path)
+  local mocks = require("mocks")
+  local client_module = require("client")
+  local connection = require("connection")
+  local input = assert(io.open(in_path, "rb"))
+  local output = assert(io.open(out_path, "wb"))
+  local header_size = string.packsize(CABINET_RECORD_HEADER)
+  local record_size = header_size + ram_map.RAM_SIZE
+  local ram, writes, socket, client, inputs = nil, {}, nil, nil, nil
+  local index = 0
+  while true do
+    local record = input:read(record_size)
+    if not record then break end
+    assert(#record == record_size, "truncated record " .. index)
+    local flags = string.unpack(">B", record)
+    ram = record:sub(header_size + 1)
+    if flags & 1 == 1 then
+      socket, inputs = mocks.socket(), mocks.inputs()
+      local opener = mocks.opener({socket})
+      local clock = select(2, mocks.clock(0.001))
+      client = client_module.new{
+        read_byte = function(addr) return ram:byte(addr + 1) end,
+        read_ram = function() return ram end,
+        write_byte = function(addr, value) writes[#writes + 1] = {addr, value} end,
+        inputs = inputs,
+        connection = connection.new{host = "127.0.0.1", port = 9999, open_socket = opener.open,
+                                    clock = clock},
+        wall_time = function() return 0 end,
+      }
+    end
+    socket:feed(record:sub(2, header_size))        -- the server's reply to this frame
+    writes = {}
+    local violations = client.stats.violations
+    assert(client:on_frame(), "record " .. index .. ": the tick counter did not move")
+    local sent = socket.written[#socket.written]
+    assert(#sent == protocol.FRAME_WIRE_SIZE, "record " .. index .. ": no frame sent")
+    local d = client.last_decision
+    local written = {last_level = -1, max_start = -1, cursor = -1}
+    for _, w in ipairs(writes) do
+      local addr, value = w[1], w[2]
+      if addr == ram_map.SPINNER_DELTA then
+        assert(value == d.spinner & 0xFF, "record " .. index .. ": spinner byte")
+      else
+        local name = CABINET_WRITES[addr]
+        assert(name, string.format("record %d: unexpected write to $%04X", index, addr))
+        written[name] = value
+      end
+    end
+    local applied = 0
+    if d.applied then applied = 1 end
+    output:write(sent, string.pack(">BI2BBbBBhhhB", client.last_frame.expert_joint,
+                                   client.stats.violations - violations, inputs.last.fire,
+                                   inputs.last.zap, d.spinner, inputs.last.start,
+                                   inputs.last.coin, written.last_level, written.max_start,
+                                   written.cursor, applied))
+    index = index + 1
+  end
+  input:close()
+  output:close()
+end
+
 local command = commands[arg[1]]
 if not command then
   io.stderr:write("usage: tool.lua contract | parse_replies | example_frame | "
-                  .. "protocol_constants | handshakes | extract_stream IN OUT\n")
+                  .. "protocol_constants | handshakes | extract_stream IN OUT | "
+                  .. "cabinet_stream IN OUT\n")
   os.exit(2)
 end
 command(table.unpack(arg, 2))
