@@ -20,7 +20,7 @@ from typing import Any
 
 from tempest_jax import schedules
 from tempest_jax.actor import Overrides
-from tempest_jax.config import ScheduleConfig
+from tempest_jax.config import Config, ScheduleConfig
 from tempest_jax.protocol import START_LEVEL_MAX, START_LEVEL_MIN
 
 # The scaled peak learning rate stays within these bounds (keys L/l, the dashboard).
@@ -62,6 +62,17 @@ class Controls:
     """The operator's handles on a run. `frames()` is the run's frame count (the schedules' and
     the pulse's clock); `sim`: the frame source is the simulator (start levels 1–99, no
     `start_advanced`) rather than served MAME clients (1–81)."""
+
+    @classmethod
+    def for_run(cls, cfg: Config, frames: Callable[[], int], pulse_until: int) -> Controls:
+        """The controls of a run of `cfg`. Games the simulator starts directly take any level
+        1-99; simulated cabinets, like MAME clients, take the server's start settings (levels
+        1-81 and start_advanced, which cabinets leave off at first)."""
+        sim = cfg.env.source == "sim"
+        cabinet = sim and cfg.env.cabinet
+        return cls(cfg.schedule, cfg.learner.lr, frames, sim and not cabinet,
+                   cfg.env.start_level if sim else cfg.server.start_level_min,
+                   bool(cfg.server.start_advanced) and not cabinet, pulse_until)
 
     def __init__(self, schedule: ScheduleConfig, lr_peak: float, frames: Callable[[], int],
                  sim: bool, start_level: int, start_advanced: bool = False,
