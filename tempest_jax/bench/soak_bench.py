@@ -57,9 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="allowed RSS growth after warm-up, percent")
 
 
-def _play(client_frames: str, clients: int, seconds: float, inbox, out) -> None:
-    """The client process: gets ready, waits for the server's address, plays; reports its run
-    or its error."""
+def _play(client_frames: str, clients: int, seconds: float, inbox, out, played) -> None:
+    """The client process: gets ready, waits for the server's address, plays; sets `played`
+    before it starts to wind down, then reports its run or its error."""
     try:
         if client_frames == "sim":
             import jax
@@ -73,6 +73,7 @@ def _play(client_frames: str, clients: int, seconds: float, inbox, out) -> None:
             jax.block_until_ready(sim.step(state, np.zeros(clients, np.int64)))
             address = inbox.get()
             run = run_sim_clients(tuple(address), clients, seconds=seconds)
+            played.set()
             out.put({"frames": run.frames, "seconds": run.seconds})
         else:
             from tempest_jax.clients import run_lockstep
@@ -80,8 +81,10 @@ def _play(client_frames: str, clients: int, seconds: float, inbox, out) -> None:
             frames = synthetic_frames(SYNTHETIC_FRAMES)
             address = inbox.get()
             run = run_lockstep(tuple(address), frames, clients, seconds, warmup_s=0.0)
+            played.set()
             out.put({"frames": run["frames"], "seconds": run["seconds"]})
     except Exception as e:  # reported by the bench as a client error
+        played.set()
         out.put({"error": f"{type(e).__name__}: {e}"})
 
 
@@ -118,14 +121,14 @@ def measure(args: argparse.Namespace):
                                "min_size": min(base.replay.min_size, args.replay_capacity // 4)})
     # The clients get ready (compile) while the trainer starts.
     ctx = multiprocessing.get_context("spawn")
-    inbox, out = ctx.Queue(), ctx.Queue()
+    inbox, out, played = ctx.Queue(), ctx.Queue(), ctx.Event()
     clients = ctx.Process(target=_play, name="soak-clients",
-                          args=(args.client_frames, args.clients, duration, inbox, out))
+                          args=(args.client_frames, args.clients, duration, inbox, out, played))
     clients.start()
     client_result: dict = {}
     try:
         with contextlib.redirect_stdout(sys.stderr), ServedRun(cfg, log_interval_s=10.0) as run:
-            samples = _soak(run, clients, inbox, duration, sample_s)
+            samples = _soak(run, clients, inbox, played, duration, sample_s)
             with contextlib.suppress(queue.Empty):
                 client_result = out.get(timeout=30)
     finally:
@@ -142,8 +145,11 @@ def measure(args: argparse.Namespace):
                    client_result, errors, duration, warmup_s, sample_s)
 
 
-def _soak(run, clients, inbox, duration: float, sample_s: float) -> list[dict]:
-    """Hand the clients the server's address, then sample until they are done."""
+def _soak(run, clients, inbox, played, duration: float, sample_s: float) -> list[dict]:
+    """Hand the clients the server's address, then sample until they have played.
+
+    A sample counts only if the clients were still playing when it ended: a process that is
+    winding down (or has exited, unreaped) reads as a fraction of its memory, or 0 MB."""
     server = run.trainer.server
     first_frames = server.stats.frames
     inbox.put(run.address)
@@ -156,12 +162,14 @@ def _soak(run, clients, inbox, duration: float, sample_s: float) -> list[dict]:
         time.sleep(0.05)
     samples = []
     start = next_sample = time.monotonic()
-    while clients.is_alive() and run.alive:
+    while not played.is_set() and clients.is_alive() and run.alive:
         if time.monotonic() > start + duration + STARTUP_LIMIT_S:
             run.errors.append(f"clients still running {STARTUP_LIMIT_S:.0f} s after the soak")
             break
         if time.monotonic() >= next_sample:
-            samples.append(_sample(run.trainer, clients.pid, time.monotonic() - start))
+            sample = _sample(run.trainer, clients.pid, time.monotonic() - start)
+            if not played.is_set():
+                samples.append(sample)
             next_sample += sample_s
         time.sleep(min(0.2, max(0.0, next_sample - time.monotonic())))
     return samples
