@@ -236,8 +236,8 @@ ACT_ROW_FIELDS = ("expert_target", "player_seg", "is_open", "expert_fire", "expe
                   "gamestate", "done")
 ACT_SCALARS = ("frames", "epsilon", "expert_ratio", "pulse")
 ACT_COLUMNS = len(ACT_ROW_FIELDS) + 1 + len(ACT_SCALARS)
-# The packed output: joint action in the low byte, is_expert above it.
-IS_EXPERT_BIT = 8
+# The output's columns, (B, 2) uint8: the joint action and whether the expert chose it.
+OUT_JOINT, OUT_IS_EXPERT = range(2)
 
 
 class ActState(NamedTuple):
@@ -259,7 +259,8 @@ def make_act_fn(inference: Inference, cfg: ScheduleConfig):
 
     One host-to-device copy in and one back per call: `inputs` is the packed float32 batch
     described at `ACT_ROW_FIELDS` (the expert's advice becomes its joint action here, not on
-    the host); `packed` (B,) int32 is joint | is_expert << IS_EXPERT_BIT. All randomness comes
+    the host); `packed` (B, 2) uint8 holds the columns OUT_JOINT and OUT_IS_EXPERT, which the
+    host reads as views, computing nothing. All randomness comes
     from one `rng_bit_generator` call (a single kernel, where threefry key splits and draws
     are many small ones); the `ActState` stays on the device between calls. A row whose client
     id is out of the segments' range (padding) changes no segment.
@@ -286,7 +287,7 @@ def make_act_fn(inference: Inference, cfg: ScheduleConfig):
             draws[1:], greedy(inference.network.apply, params, obs, inference.support),
             expert_joint, expert_zap, gamestate, frames,
             Overrides(epsilon, expert_ratio, pulse > 0), cfg, expert_draw)
-        return ActState(rng, segments), joint | (is_expert.astype(jnp.int32) << IS_EXPERT_BIT)
+        return ActState(rng, segments), jnp.stack([joint, is_expert], axis=1).astype(jnp.uint8)
 
     rows, replicated = inference.rows, inference.replicated
     return jax.jit(act, in_shardings=(replicated, replicated, rows),
@@ -375,9 +376,8 @@ class ServerPolicy:
         self.frames += n
 
         def wait() -> PolicyOutput:
-            actions = np.asarray(packed)[:n]
-            return PolicyOutput(joint=actions & ((1 << IS_EXPERT_BIT) - 1),
-                                is_expert=(actions >> IS_EXPERT_BIT).astype(bool))
+            out = np.asarray(packed)[:n]
+            return PolicyOutput(joint=out[:, OUT_JOINT], is_expert=out[:, OUT_IS_EXPERT].view(bool))
 
         return wait
 

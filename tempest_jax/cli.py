@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from tempest_jax import __version__
+from tempest_jax import __version__, hostmem
 from tempest_jax.config import DEFAULT_PRESET, Config, ConfigError, load_config
 
 # name -> (module, one-line help). Add a command here only once it works.
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    hostmem.retain_freed_memory()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -25,7 +25,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tempest_jax"
 LAYERS = {
     0: ["tempest_jax", "tempest_jax.config", "tempest_jax.features", "tempest_jax.protocol",
         "tempest_jax.schedules", "tempest_jax.policy", "tempest_jax.supervisor",
-        "tempest_jax.rundir", "tempest_jax.metrics"],
+        "tempest_jax.rundir", "tempest_jax.metrics", "tempest_jax.hostmem"],
     1: ["tempest_jax.sim*", "tempest_jax.networks", "tempest_jax.replay*",
         "tempest_jax.learner", "tempest_jax.distributed", "tempest_jax.checkpoint",
         "tempest_jax.actor", "tempest_jax.server", "tempest_jax.control",
