@@ -65,14 +65,11 @@ class Trainer:
         self.supervisor = Supervisor(cfg.run.stall_timeout_s,
                                      on_failure=lambda failure: self._stop.set())
         sim = cfg.env.source == "sim"
-        # Simulated cabinets take their start settings as MAME clients do (levels 1-81 and
-        # start_advanced, off at first); games started directly any level 1-99.
-        cabinet = sim and cfg.env.cabinet
-        self.controls = Controls(cfg.schedule, cfg.learner.lr, lambda: self.frames,
-                                 sim and not cabinet,
+        # Cabinets take start settings as MAME clients do (1-81, start_advanced: off at first).
+        direct = sim and not cfg.env.cabinet
+        self.controls = Controls(cfg.schedule, cfg.learner.lr, lambda: self.frames, direct,
                                  cfg.env.start_level if sim else cfg.server.start_level_min,
-                                 bool(cfg.server.start_advanced) and not cabinet,
-                                 start.pulse_until)
+                                 bool(cfg.server.start_advanced) and not sim, start.pulse_until)
         streams = cfg.env.num_games if sim else cfg.server.max_clients
         slack = 4 * cfg.learner.batch_size * cfg.learner.updates_per_dispatch
         self.replay = Replay(cfg.replay, streams, slack, start.replay, start.transitions)
