@@ -20,7 +20,7 @@ N = 2                                   # cabinets per batch (one compiled step 
 
 
 class Cabinets:
-    """A batch of cabinets stepped with the same inputs; records every frame and RAM image."""
+    """A batch of cabinets stepped with the same inputs; records every frame."""
 
     def __init__(self, seed=0, high_scores=None):
         self.state, frame = sim.cabinet_reset(jax.random.key(seed), N, high_scores)
@@ -64,11 +64,11 @@ class Cabinets:
     def states(self, since=0):
         return [int(f.gamestate[0]) for f in self.frames[since:]]
 
-    def start_game(self, **settings):
-        """Coin, start, and the level select's first tick (the cursor at entry 0)."""
+    def start_game(self):
+        """Coin, start, and the new game's tick: the level select is up, the cursor at 0."""
         self.step(coin=1).step().step(start=1)
         assert self.frames[-1].gamestate[0] == G.GS_NEW_GAME
-        return self.step(**settings)
+        return self.step()
 
 
 def _runs(states, code):

@@ -10,7 +10,7 @@ One step is one game tick for every game. `reset`/`step` games are real games ($
 set) started directly on a level, and loop on their own: after game over the next tick starts a
 new game (auto-reset). `cabinet_reset`/`cabinet_step` run whole cabinets instead: attract mode,
 credits, start, level select, game over, high-score check and initials, driven by the buttons
-and RAM writes a client gives (`sim.control` decides them as the Lua client does). `frame` is an
+and RAM writes a client gives (`sim.cabinet` decides them as the Lua client does). `frame` is an
 `extract.Frame` of [n]-shaped fields named like the protocol header, plus `state`
 (float32[n, 195]); `ram_images(state.game)` gives the RAM images (uint8[n, 0x400]) that the
 Lua extraction reads on MAME. `features.expert_joint_action(frame.expert_target, frame.player_seg,

@@ -15,13 +15,13 @@ import jax.numpy as jnp
 from flax import struct
 
 from tempest_jax import features as F
+from tempest_jax import protocol as P
 from tempest_jax import sim
 from tempest_jax.sim import CabinetInputs
 from tempest_jax.sim import game as G
 from tempest_jax.sim import ram_map as M
 from tempest_jax.sim import waves as W
 
-START_LEVEL_MIN_RANGE = (1, 81)         # reply byte 4; values outside keep the old setting
 LEVEL_SELECT_SETTLE_FRAMES = 10         # cursor writes, then fire on the next frame
 INITIALS_FIRE_PERIOD = 10               # one fire press every 10 frames takes a letter
 ATTRACT_PERIOD = 60                     # attract mode: coin at phase 0, start at phase 30
@@ -54,8 +54,7 @@ def initial_control(n: int) -> ControlState:
 
 def update_settings(c: ControlState, start_advanced, start_level_min) -> ControlState:
     """Reply bytes 3 and 4 (a start level outside 1..81 keeps the old one)."""
-    lo, hi = START_LEVEL_MIN_RANGE
-    ok = (start_level_min >= lo) & (start_level_min <= hi)
+    ok = (start_level_min >= P.START_LEVEL_MIN) & (start_level_min <= P.START_LEVEL_MAX)
     shape = c.start_advanced.shape
     return c.replace(start_advanced=jnp.broadcast_to(jnp.asarray(start_advanced) != 0, shape),
                      start_level_min=jnp.where(ok, start_level_min, c.start_level_min))
