@@ -5,7 +5,10 @@ mode from it (`train --config mame-finetune --init-from`), and train a fresh MAM
 and a greedy evaluation of every final checkpoint on the same simulator games.
 
 The MAME-mode runs are served to simulated clients (`tempest-jax sim-client`), so no ROMs are
-needed; the runs follow one another, so each has the machine to itself. Durations are wall-clock
+needed; their games start on --start-level (13 by default, as the MAME presets' start_level_min),
+while the simulator pretraining starts its games on level 1: the fine-tune is a different task,
+and every final checkpoint is evaluated on games that start on --start-level. The runs follow
+one another, so each has the machine to itself. Durations are wall-clock
 time from the start of each `train` process (compiles included); each run ends with SIGTERM,
 which saves a final checkpoint.
 
@@ -37,9 +40,10 @@ def tempest_jax() -> str:
 
 
 def train(root: Path, name: str, minutes: float, clients: int, processes: int,
-          *args: str) -> None:
+          start_level: int, *args: str) -> None:
     """`tempest-jax train ARGS` as run `root/name` for `minutes`; a served run (its log says
-    where it serves) gets `clients` sim clients. Its log is `root/name.log`."""
+    where it serves) gets `clients` sim clients whose games start on `start_level`. Its log is
+    `root/name.log`."""
     log_path = root / f"{name}.log"
     command = [tempest_jax(), "train", "--no-keys", "--set", f"run.dir={root}",
                "--set", f"run.name={name}", "--set", "dashboard.enabled=false", *args]
@@ -56,6 +60,7 @@ def train(root: Path, name: str, minutes: float, clients: int, processes: int,
                     clients_proc = subprocess.Popen(
                         [tempest_jax(), "sim-client", "--clients", str(clients), "--processes",
                          str(processes), "--server", f"{served[1]}:{served[2]}",
+                         "--start-level", str(start_level),
                          "--seconds", str(max(end - time.monotonic(), 1.0))],
                         stdout=log, stderr=subprocess.STDOUT)
                 time.sleep(1.0)
@@ -97,13 +102,16 @@ def print_curves(root: Path, names: list[str]) -> None:
                            else "-".rjust(len(fmt.format(0))) for key, fmt in columns))
 
 
-def print_evaluations(root: Path, names: list[str], episodes: int, max_ticks: int) -> None:
-    print(f"\ngreedy play of each final checkpoint, {episodes} simulator games (seed 0)")
+def print_evaluations(root: Path, names: list[str], episodes: int, max_ticks: int,
+                      start_level: int) -> None:
+    print(f"\ngreedy play of each final checkpoint, {episodes} simulator games (seed 0) "
+          f"starting on level {start_level}")
     print(f"{'run':>16} {'update':>8} {'frames':>12} {'mean score':>11} {'mean level':>11}")
     baselines = None
     for name in names:
         out = subprocess.run([tempest_jax(), "eval", str(root / name), "--episodes",
-                              str(episodes), "--max-ticks", str(max_ticks), "--json"],
+                              str(episodes), "--max-ticks", str(max_ticks), "--start-level",
+                              str(start_level), "--json"],
                              capture_output=True, text=True, check=True).stdout
         result = json.loads(out)
         network = result["network"]
@@ -126,6 +134,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16, help="sim clients of a served run")
     parser.add_argument("--client-processes", type=int, default=1)
     parser.add_argument("--port", type=int, default=9999)
+    parser.add_argument("--start-level", type=int, default=13,
+                        help="level the served runs' games, and the evaluation games, start on")
     parser.add_argument("--episodes", type=int, default=100, help="evaluation games per run")
     parser.add_argument("--max-ticks", type=int, default=100_000,
                         help="evaluation games still running after this many ticks stop")
@@ -140,13 +150,15 @@ def main() -> int:
         root.mkdir(parents=True, exist_ok=True)
         common = [arg for setting in args.overrides for arg in ("--set", setting)]
         served = (*common, "--set", f"server.port={args.port}")
-        train(root, names[0], args.pretrain_minutes, 0, 1, *common)
+        train(root, names[0], args.pretrain_minutes, 0, 1, 1, *common)
         train(root, names[1], args.finetune_minutes, args.clients, args.client_processes,
-              "--config", "mame-finetune", "--init-from", str(root / names[0]), *served)
+              args.start_level, "--config", "mame-finetune", "--init-from",
+              str(root / names[0]), *served)
         train(root, names[2], args.fresh_minutes or args.pretrain_minutes + args.finetune_minutes,
-              args.clients, args.client_processes, "--config", "mame", *served)
+              args.clients, args.client_processes, args.start_level, "--config", "mame",
+              *served)
     print_curves(root, names[1:])
-    print_evaluations(root, names, args.episodes, args.max_ticks)
+    print_evaluations(root, names, args.episodes, args.max_ticks, args.start_level)
     return 0
 
 
