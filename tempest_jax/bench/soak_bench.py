@@ -73,19 +73,18 @@ def _play(client_frames: str, clients: int, seconds: float, inbox, out, played) 
             jax.block_until_ready(sim.step(state, np.zeros(clients, np.int64)))
             address = inbox.get()
             run = run_sim_clients(tuple(address), clients, seconds=seconds)
-            played.set()
-            out.put({"frames": run.frames, "seconds": run.seconds})
+            result = {"frames": run.frames, "seconds": run.seconds}
         else:
             from tempest_jax.clients import run_lockstep
 
             frames = synthetic_frames(SYNTHETIC_FRAMES)
             address = inbox.get()
             run = run_lockstep(tuple(address), frames, clients, seconds, warmup_s=0.0)
-            played.set()
-            out.put({"frames": run["frames"], "seconds": run["seconds"]})
+            result = {"frames": run["frames"], "seconds": run["seconds"]}
     except Exception as e:  # reported by the bench as a client error
-        played.set()
-        out.put({"error": f"{type(e).__name__}: {e}"})
+        result = {"error": f"{type(e).__name__}: {e}"}
+    played.set()
+    out.put(result)
 
 
 def synthetic_frames(n: int, seed: int = 0) -> list[bytes]:
