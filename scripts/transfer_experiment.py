@@ -1,21 +1,24 @@
 #!/usr/bin/env python3
 """Does simulator pretraining help a MAME-mode run? Pretrain on the simulator, fine-tune in MAME
 mode from it (`train --config mame-finetune --init-from`), and train a fresh MAME-mode run
-(`--config mame`) for as long as the two together; then print both served runs' learning curves
-and a greedy evaluation of every final checkpoint on the same simulator games.
+(`--config mame`) for as long as the two together; then print the served runs' learning curves,
+every run's periodic greedy evaluations, and a greedy evaluation of every final checkpoint on
+the same simulator games.
 
 The MAME-mode runs are served to simulated clients (`tempest-jax sim-client`), so no ROMs are
-needed; their games start on --start-level (13 by default, as the MAME presets' start_level_min),
-while the simulator pretraining starts its games on level 1: the fine-tune is a different task,
-and every final checkpoint is evaluated on games that start on --start-level. The runs follow
-one another, so each has the machine to itself. Durations are wall-clock
-time from the start of each `train` process (compiles included); each run ends with SIGTERM,
-which saves a final checkpoint.
+needed; their games start on --start-level (13 by default, as the MAME presets'
+start_level_min). The pretraining is a different task: its own settings (--pretrain-set, by
+default twice the reward per point and a shorter ε decay) and start level
+(--pretrain-start-level). Every run evaluates its greedy network every --eval-interval updates
+on the same seeded games starting on --start-level, and every final checkpoint is evaluated
+there. The runs follow one another, so each has the machine to itself. Durations are
+wall-clock time from the start of each `train` process (compiles included); each run ends with
+SIGTERM, which saves a final checkpoint.
 
   python scripts/transfer_experiment.py --dir runs/transfer              # 20 + 10 vs 30 minutes
   python scripts/transfer_experiment.py --dir runs/transfer --report     # print again
   python scripts/transfer_experiment.py --dir /tmp/t --pretrain-minutes 2 --finetune-minutes 2 \
-      --fresh-minutes 2 --episodes 3 --max-ticks 2000 --clients 4 \
+      --fresh-minutes 2 --episodes 3 --max-ticks 2000 --clients 4 --eval-interval 50 \
       --set replay.capacity=100000 --set replay.min_size=1000 --set network.trunk_width=64
                                                                           # a dry run
 """
@@ -102,6 +105,26 @@ def print_curves(root: Path, names: list[str]) -> None:
                            else "-".rjust(len(fmt.format(0))) for key, fmt in columns))
 
 
+def print_periodic_evaluations(root: Path, names: list[str]) -> None:
+    """Each run's periodic greedy evaluations (run.eval_interval), and the best of each."""
+    for name in names:
+        every = [json.loads(line) for line in
+                 (root / name / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        records = [r for r in every if "eval_score" in r]
+        first = every[0]["time"] if every else 0.0
+        print(f"\n{name}: periodic greedy evaluations")
+        print(f"{'minute':>6} {'update':>8} {'score':>8} {'level':>5}")
+        seen = set()
+        for record in records:
+            if record["eval_updates"] in seen:
+                continue
+            seen.add(record["eval_updates"])
+            print(f"{(record['time'] - first) / 60:>6.1f} {record['eval_updates']:>8,} "
+                  f"{record['eval_score']:>8,.0f} {record['eval_level']:>5.2f}")
+        if records:
+            print(f"best: {max(r['eval_score'] for r in records):,.0f}")
+
+
 def print_evaluations(root: Path, names: list[str], episodes: int, max_ticks: int,
                       start_level: int) -> None:
     print(f"\ngreedy play of each final checkpoint, {episodes} simulator games (seed 0) "
@@ -136,6 +159,14 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=9999)
     parser.add_argument("--start-level", type=int, default=13,
                         help="level the served runs' games, and the evaluation games, start on")
+    parser.add_argument("--pretrain-start-level", type=int, default=None,
+                        help="level the pretraining's games start on (default: --start-level)")
+    parser.add_argument("--pretrain-set", dest="pretrain_overrides", action="append",
+                        default=None, metavar="SECTION.KEY=VALUE",
+                        help="a config value of the pretraining only (default: "
+                             "reward.obj_scale=0.02 and schedule.eps_frames=150000)")
+    parser.add_argument("--eval-interval", type=int, default=1000,
+                        help="updates between each run's periodic greedy evaluations")
     parser.add_argument("--episodes", type=int, default=100, help="evaluation games per run")
     parser.add_argument("--max-ticks", type=int, default=100_000,
                         help="evaluation games still running after this many ticks stop")
@@ -149,8 +180,16 @@ def main() -> int:
     if not args.report:
         root.mkdir(parents=True, exist_ok=True)
         common = [arg for setting in args.overrides for arg in ("--set", setting)]
-        served = (*common, "--set", f"server.port={args.port}")
-        train(root, names[0], args.pretrain_minutes, 0, 1, 1, *common)
+        common += ["--set", f"run.eval_interval={args.eval_interval}"]
+        served = (*common, "--set", f"server.port={args.port}",
+                  "--set", f"server.start_level_min={args.start_level}")
+        pretrain = args.pretrain_overrides
+        if pretrain is None:
+            pretrain = ["reward.obj_scale=0.02", "schedule.eps_frames=150000"]
+        pretrain_level = args.pretrain_start_level or args.start_level
+        train(root, names[0], args.pretrain_minutes, 0, 1, 1, *common,
+              "--set", f"env.start_level={pretrain_level}",
+              *[arg for setting in pretrain for arg in ("--set", setting)])
         train(root, names[1], args.finetune_minutes, args.clients, args.client_processes,
               args.start_level, "--config", "mame-finetune", "--init-from",
               str(root / names[0]), *served)
@@ -158,6 +197,7 @@ def main() -> int:
               args.clients, args.client_processes, args.start_level, "--config", "mame",
               *served)
     print_curves(root, names[1:])
+    print_periodic_evaluations(root, names)
     print_evaluations(root, names, args.episodes, args.max_ticks, args.start_level)
     return 0
 

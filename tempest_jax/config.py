@@ -332,6 +332,12 @@ class Config:
             raise ConfigError("run.init_optimizer needs run.init_from: the checkpoint whose "
                               "optimizer state to start from")
 
+    @property
+    def games_start_level(self) -> int:
+        """The 1-based level the run's games start on: env.start_level on the simulator,
+        server.start_level_min for the clients a served run tells (MAME or sim clients)."""
+        return self.env.start_level if self.env.source == "sim" else self.server.start_level_min
+
     def replace(self, **sections: dict[str, Any]) -> Config:
         """A copy with some keys changed: `cfg.replace(learner={"lr": 1e-4})`."""
         return _apply(self, {s: dict(kv) for s, kv in sections.items()}, origin="replace")

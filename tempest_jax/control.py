@@ -71,7 +71,7 @@ class Controls:
         sim = cfg.env.source == "sim"
         cabinet = sim and cfg.env.cabinet
         return cls(cfg.schedule, cfg.learner.lr, frames, sim and not cabinet,
-                   cfg.env.start_level if sim else cfg.server.start_level_min,
+                   cfg.games_start_level,
                    bool(cfg.server.start_advanced) and not cabinet, pulse_until)
 
     def __init__(self, schedule: ScheduleConfig, lr_peak: float, frames: Callable[[], int],

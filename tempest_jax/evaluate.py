@@ -248,7 +248,8 @@ class EvaluationStopped(Exception):
 class PeriodicEvaluator:
     """The periodic evaluation of a run, on its own supervised thread ("evaluator"): every
     `run.eval_interval` updates the greedy network of that moment plays the same
-    `run.eval_games` seeded simulator games (training goes on meanwhile). Its figures are
+    `run.eval_games` seeded simulator games, on the level the run's games start on (training
+    goes on meanwhile). Its figures are
     `latest` (for the metrics records); the best-scoring train state so far is kept in
     checkpoints/best/ (one checkpoint, which the run's checkpoint pruning never touches), so
     `eval --checkpoint best` and `train --init-from RUN:best` can take it. With `clip_sinks`
@@ -309,7 +310,7 @@ class PeriodicEvaluator:
         started = time.monotonic()
         recorder = play.FrameRecorder(1) if self.clip_sinks else None
         stats = play.play(self._policy, run.eval_games, max_ticks=run.eval_max_ticks,
-                          seed=run.eval_seed, start_level=self.cfg.env.start_level,
+                          seed=run.eval_seed, start_level=self.cfg.games_start_level,
                           params=state.params, progress=progress, recorder=recorder)
         result = play.summary(jax.device_get(stats))
         if recorder is not None:

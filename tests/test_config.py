@@ -34,6 +34,15 @@ def test_presets_load(preset):
     assert isinstance(cfg, Config)
 
 
+def test_games_start_level_is_the_sources_own():
+    """A served run's games start where the server tells its clients, not on env.start_level
+    (which only the simulator's own games use): its periodic evaluations play there too."""
+    assert load_config("sim", ["env.start_level=5"]).games_start_level == 5
+    mame = load_config("mame", ["env.start_level=5", "server.start_level_min=9"])
+    assert mame.games_start_level == 9
+    assert load_config("mame").games_start_level == 13
+
+
 def test_overrides_apply_with_types():
     cfg = load_config("smoke", ["learner.lr=3e-4", "learner.batch_size=64",
                                 "dashboard.enabled=true", "server.host=0.0.0.0",

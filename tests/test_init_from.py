@@ -80,7 +80,10 @@ def test_a_mame_run_starts_from_a_simulator_checkpoint(source_run, tmp_path):
     source_frames = int(source.counters["frames"])
     assert source_frames > 0 and int(source.train_state.step) > 0
 
-    cfg = finetune_config(tmp_path, "finetune", f"run.init_from={source_path}:latest")
+    # An expert ratio of its own (the preset keeps the default's), so that the new run's
+    # schedule can be told from the source's.
+    cfg = finetune_config(tmp_path, "finetune", f"run.init_from={source_path}:latest",
+                          "schedule.expert_start=0.1")
     assert cfg.env.source == "mame"
     trainer = Trainer(cfg, RunDir.create(cfg), install_signal_handlers=False)
     assert trainer.init_from == str(source_path.absolute() / "checkpoints" / str(source.step))
