@@ -20,6 +20,7 @@ from tempest_jax.actor import (
     ServerPolicy,
     advance_segments,
     bucket_size,
+    greedy,
     resolve_inference_dtype,
     select_actions,
 )
@@ -279,3 +280,17 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     info.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\n")
     assert not cpu_has_amx_bf16(str(info))
     assert not cpu_has_amx_bf16(str(tmp_path / "missing"))
+
+
+def test_greedy_is_the_argmax_of_expected_q():
+    """`greedy` computes the expected Q without the softmax's per-atom division; it picks the
+    action `expected_q` ranks first, and its values are the same up to rounding."""
+    logits = 3.0 * jax.random.normal(jax.random.key(3), (256, 44, 51))
+    support = jnp.linspace(-100.0, 100.0, 51)
+    q = expected_q(logits, support)
+    picked = greedy(lambda params, obs: obs, None, logits, support)
+    np.testing.assert_array_equal(picked, jnp.argmax(q, axis=-1))
+    # The rows' best two actions are far apart compared with float32 rounding, so the
+    # comparison above is exact, not lucky.
+    top2 = jnp.sort(q, axis=-1)[:, -2:]
+    assert float(jnp.min(top2[:, 1] - top2[:, 0])) > 1e-3

@@ -16,6 +16,14 @@ def test_cpu_programs_get_the_cpu_options():
     assert compiler_options() == CPU_OPTIONS
 
 
+def test_an_option_this_xla_does_not_know_is_left_out_with_a_warning(monkeypatch, caplog):
+    monkeypatch.setitem(CPU_OPTIONS, "xla_no_such_option_anywhere", True)
+    options = compiler_options()
+    assert "xla_no_such_option_anywhere" not in options
+    assert options == {k: v for k, v in CPU_OPTIONS.items() if k != "xla_no_such_option_anywhere"}
+    assert any("xla_no_such_option_anywhere" in r.getMessage() for r in caplog.records)
+
+
 def test_a_program_runs_at_the_top_level_and_nested():
     @jit(static_argnums=(1,))
     def scaled(x, factor):

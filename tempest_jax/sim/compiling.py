@@ -13,17 +13,38 @@ initialise `jax.distributed` before any backend starts.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 
 CPU_OPTIONS = {"xla_backend_optimization_level": 1}
+
+log = logging.getLogger(__name__)
 
 
 def compiler_options() -> dict[str, Any]:
     """The XLA options for a program holding the simulator, on the default backend."""
-    return dict(CPU_OPTIONS) if jax.default_backend() == "cpu" else {}
+    return dict(_accepted(tuple(CPU_OPTIONS.items()))) if jax.default_backend() == "cpu" else {}
+
+
+@functools.cache
+def _accepted(options: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Any], ...]:
+    """The options this XLA accepts: each is tried on a one-line program once. An option a
+    later XLA renamed or removed is left out with a warning (the programs still compile, only
+    more slowly) instead of failing every program that holds the simulator."""
+    accepted = []
+    for name, value in options:
+        try:
+            jax.jit(lambda x: x + 1, compiler_options={name: value}).lower(np.int32(0)).compile()
+        except jax.errors.JaxRuntimeError as error:
+            log.warning("XLA option %s=%r left out of the simulator's programs: %s", name,
+                        value, error)
+        else:
+            accepted.append((name, value))
+    return tuple(accepted)
 
 
 class _Jitted:

@@ -183,6 +183,17 @@ def _i32(x):
     return jnp.asarray(x, jnp.int32)
 
 
+def computed_once(fn, xs):
+    """`fn(xs)`, for an `fn` that maps the leading axis of `xs` (of even length), computed as
+    two halves in a loop. What comes out of a loop is in memory, computed once. Otherwise XLA
+    on CPU copies a cheap chain of operations into every fused kernel that reads its result:
+    the random bytes, read by dozens of kernels of the step, would be hashed in each, which
+    multiplies the step's code and its compile time."""
+    _, out = jax.lax.scan(lambda carry, half: (carry, fn(half)), None,
+                          xs.reshape(2, -1, *xs.shape[1:]))
+    return out.reshape(-1, *out.shape[2:])
+
+
 def _hash32(x):
     """lowbias32 integer hash (uint32 → uint32)."""
     x = x ^ (x >> 16)
@@ -196,9 +207,12 @@ def draws(seed, ticks):
     """NUM_DRAWS random bytes (int32 0..255) for this tick: 4 bytes from each hashed word."""
     base = _hash32(seed ^ (ticks.astype(jnp.uint32) * jnp.uint32(0x9E3779B9)))
     idx = jnp.arange(NUM_DRAWS // 4, dtype=jnp.uint32) * jnp.uint32(0x85EBCA6B)
-    words = _hash32(base + idx)
     shifts = jnp.arange(4, dtype=jnp.uint32) * 8
-    return ((words[:, None] >> shifts) & 0xFF).reshape(-1).astype(jnp.int32)
+
+    def to_bytes(i):
+        return ((_hash32(base + i)[:, None] >> shifts) & 0xFF).astype(jnp.int32)
+
+    return computed_once(to_bytes, idx).reshape(-1)
 
 
 def lookup(table, idx):
@@ -248,11 +262,14 @@ def first_claims(candidates):
     Each row is a bit mask, so the order-dependent part is three integer operations per row
     (x & -x keeps the lowest set bit)."""
     masks = bits_of(candidates)
-    taken, claims = 0, []
-    for i in range(candidates.shape[-2]):
-        claims.append(lowest_bit(masks[..., i] & ~taken))
-        taken = taken | claims[-1]
-    return jnp.stack(claims, axis=-1), taken
+
+    def claim(taken, row_mask):
+        got = lowest_bit(row_mask & ~taken)
+        return taken | got, got
+
+    taken, claims = jax.lax.scan(claim, jnp.zeros(masks.shape[:-1], masks.dtype),
+                                 jnp.moveaxis(masks, -1, 0))
+    return jnp.moveaxis(claims, 0, -1), taken
 
 
 def lane_toward(from_lane, to_lane, is_open):
