@@ -282,15 +282,16 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     assert not cpu_has_amx_bf16(str(tmp_path / "missing"))
 
 
-def test_greedy_is_the_argmax_of_expected_q():
-    """`greedy` computes the expected Q without the softmax's per-atom division; it picks the
-    action `expected_q` ranks first, and its values are the same up to rounding."""
+def test_expected_q_is_the_softmax_mean_of_the_support():
+    """`expected_q` computes the softmax's mean without its per-atom division: the same values
+    as softmax · support up to rounding, so `greedy` picks the action that ranks first."""
     logits = 3.0 * jax.random.normal(jax.random.key(3), (256, 44, 51))
     support = jnp.linspace(-100.0, 100.0, 51)
-    q = expected_q(logits, support)
+    reference = jax.nn.softmax(logits, axis=-1) @ support
+    np.testing.assert_allclose(expected_q(logits, support), reference, rtol=1e-5, atol=1e-4)
     picked = greedy(lambda params, obs: obs, None, logits, support)
-    np.testing.assert_array_equal(picked, jnp.argmax(q, axis=-1))
+    np.testing.assert_array_equal(picked, jnp.argmax(reference, axis=-1))
     # The rows' best two actions are far apart compared with float32 rounding, so the
     # comparison above is exact, not lucky.
-    top2 = jnp.sort(q, axis=-1)[:, -2:]
+    top2 = jnp.sort(reference, axis=-1)[:, -2:]
     assert float(jnp.min(top2[:, 1] - top2[:, 0])) > 1e-3
