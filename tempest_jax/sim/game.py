@@ -183,17 +183,6 @@ def _i32(x):
     return jnp.asarray(x, jnp.int32)
 
 
-def computed_once(fn, xs):
-    """`fn(xs)`, for an `fn` that maps the leading axis of `xs` (of even length), computed as
-    two halves in a loop. What comes out of a loop is in memory, computed once. Otherwise XLA
-    on CPU copies a cheap chain of operations into every fused kernel that reads its result:
-    the random bytes, read by dozens of kernels of the step, would be hashed in each, which
-    multiplies the step's code and its compile time."""
-    _, out = jax.lax.scan(lambda carry, half: (carry, fn(half)), None,
-                          xs.reshape(2, -1, *xs.shape[1:]))
-    return out.reshape(-1, *out.shape[2:])
-
-
 def _hash32(x):
     """lowbias32 integer hash (uint32 → uint32)."""
     x = x ^ (x >> 16)
@@ -212,7 +201,11 @@ def draws(seed, ticks):
     def to_bytes(i):
         return ((_hash32(base + i)[:, None] >> shifts) & 0xFF).astype(jnp.int32)
 
-    return computed_once(to_bytes, idx).reshape(-1)
+    # Hashed in a loop (two halves), so the bytes are computed once into memory: XLA on CPU
+    # otherwise copies the hash into each of the dozens of fused kernels that read a draw,
+    # which multiplies the step's code and its compile time.
+    _, halves = jax.lax.scan(lambda carry, i: (carry, to_bytes(i)), None, idx.reshape(2, -1))
+    return halves.reshape(-1)
 
 
 def lookup(table, idx):
@@ -263,6 +256,8 @@ def first_claims(candidates):
     (x & -x keeps the lowest set bit)."""
     masks = bits_of(candidates)
 
+    # A scan, not unrolled rows: what comes out of a loop is computed once, where XLA on CPU
+    # would copy the whole chain of rows into every kernel that reads a claim.
     def claim(taken, row_mask):
         got = lowest_bit(row_mask & ~taken)
         return taken | got, got
