@@ -86,6 +86,10 @@ class EnvConfig(_Section):
     source: str = _opt("sim", choices=("sim", "mame"), doc="frame source for `train`")
     num_games: int = _opt(256, lo=1, hi=1 << 20, doc="parallel simulator games in-process")
     start_level: int = _opt(1, lo=1, hi=99, doc="1-based level simulator games start on")
+    start_level_span: int = _opt(1, lo=1, hi=99, doc="games start on the levels start_level .. "
+                                 "start_level + span - 1, spread evenly over them (game i on "
+                                 "start_level + i mod span), so training sees later levels "
+                                 "before the network reaches them; 1: all on start_level")
     cabinet: bool = _opt(False, doc="simulator games as whole cabinets (attract mode, coin, "
                          "level select to start_level, initials), played as the Lua client "
                          "plays MAME; off: games start directly on start_level")
@@ -97,6 +101,14 @@ class EnvConfig(_Section):
         if self.cabinet and self.start_level > CABINET_START_LEVEL_MAX:
             raise ConfigError(f"env.start_level = {self.start_level}: a cabinet's level select "
                               f"offers levels 1..{CABINET_START_LEVEL_MAX} (env.cabinet)")
+        if self.start_level + self.start_level_span - 1 > 99:
+            raise ConfigError(f"env.start_level + env.start_level_span - 1 = "
+                              f"{self.start_level + self.start_level_span - 1}: the last "
+                              "level is 99")
+        if self.cabinet and self.start_level_span > 1:
+            raise ConfigError("env.start_level_span > 1 needs games started directly on their "
+                              "levels; a cabinet's level select starts every game on one "
+                              "(env.cabinet)")
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,7 @@ class SimSource:
     def __init__(self, env: EnvConfig, schedule: ScheduleConfig, reward: RewardConfig,
                  links: RunLinks, keys: KeyStream, frames: int = 0):
         self.num_games, self.steps = env.num_games, env.rollout_steps
+        self.start_level_span = env.start_level_span
         self.reward, self.links, self.keys = reward, links, keys
         self.frames = frames
         inference = links.inference
@@ -141,7 +142,8 @@ class SimSource:
             self.state, self.frame = jax.device_put(((sim_state, control), frame), self._games)
         else:
             self.state, self.frame = jax.device_put(
-                sim.reset(key, self.num_games, env.start_level), self._games)
+                sim.reset(key, self.num_games, self._start_levels(env.start_level)),
+                self._games)
         self.start_advanced = False
         self.segments = jax.device_put(Segments(jnp.zeros(self.num_games, jnp.float32),
                                                 jnp.zeros(self.num_games, jnp.int32)),
@@ -200,9 +202,15 @@ class SimSource:
             return
         if settings.start_level != self.start_level:
             game = self.state.game
+            levels = self._start_levels(settings.start_level) - 1
             self.state = self.state.replace(game=game.replace(start_level=jax.device_put(
-                jnp.full_like(game.start_level, settings.start_level - 1), self._games)))
+                jnp.asarray(levels, game.start_level.dtype), self._games)))
             self.start_level = settings.start_level
+
+    def _start_levels(self, first: int) -> np.ndarray:
+        """Each game's 1-based start level: `first` .. first + span - 1 spread over the games
+        (env.start_level_span), never past level 99."""
+        return np.minimum(first + np.arange(self.num_games) % self.start_level_span, 99)
 
     def metrics(self) -> dict:
         return {}

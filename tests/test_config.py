@@ -149,3 +149,12 @@ def test_tokens_are_never_saved_and_a_resumed_run_asks_for_them(tmp_path, monkey
     assert "dashboard.token was set when this run started" in capsys.readouterr().err
     assert load_config(str(run.config_file), ["dashboard.token=again"]).dashboard \
         .resolved_token() == "again"
+
+
+def test_start_level_span_stays_within_the_game_and_off_cabinets():
+    cfg = load_config("sim", ["env.start_level=90", "env.start_level_span=10"])
+    assert cfg.env.start_level_span == 10
+    with pytest.raises(ConfigError, match="last level is 99"):
+        load_config("sim", ["env.start_level=90", "env.start_level_span=11"])
+    with pytest.raises(ConfigError, match="level select"):
+        load_config("sim", ["env.cabinet=true", "env.start_level_span=2"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import threading
 from types import SimpleNamespace
@@ -30,7 +31,7 @@ def sim_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("runs")
     cfg = load_config("smoke", [f"run.dir={tmp}", "run.name=sim", "env.num_games=8",
                                 "env.rollout_steps=8", "run.log_interval_s=0.2",
-                                "run.tensorboard=true"])
+                                "run.tensorboard=true", "env.start_level_span=3"])
     run_dir = RunDir.create(cfg)
     trainer = Trainer(cfg, run_dir, install_signal_handlers=False)
     assert trainer.run(frames=4_000) == 0
@@ -49,6 +50,24 @@ def test_sim_training_fills_replay_learns_and_checkpoints(sim_run):
     assert all(k in records[-1] for k in ("loss", "epsilon", "expert_ratio", "replay_size"))
     # The updates counted are the applied ones, as the train state counts them.
     assert trainer.updates == int(trainer.learning.state.step)
+
+
+def test_games_start_on_the_levels_of_their_span(sim_run):
+    """env.start_level_span = 3: the 8 games start on levels 1, 2, 3, 1, 2, 3, 1, 2 (0-based in
+    the state), keep them for every new game, and an operator's new start level moves the
+    whole span."""
+    trainer, _ = sim_run
+    source = trainer.source
+    game = source.state.game
+    np.testing.assert_array_equal(np.asarray(game.start_level), [0, 1, 2, 0, 1, 2, 0, 1])
+    assert (np.asarray(game.level) >= np.asarray(game.start_level)).all()
+    before = source.start_level
+    try:
+        source.apply(dataclasses.replace(trainer.controls.settings, start_level=5))
+        np.testing.assert_array_equal(np.asarray(source.state.game.start_level),
+                                      [4, 5, 6, 4, 5, 6, 4, 5])
+    finally:
+        source.apply(dataclasses.replace(trainer.controls.settings, start_level=before))
 
 
 def test_no_transition_starts_on_a_frame_the_player_is_dead_in(sim_run):

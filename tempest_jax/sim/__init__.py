@@ -24,6 +24,7 @@ from __future__ import annotations
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from tempest_jax import features as F
@@ -73,7 +74,7 @@ def _observe(game, carry, fire, zap, spinner):
 
 
 def _reset_batch(seeds, start_level):
-    game = jax.vmap(_game.new_game, in_axes=(0, None))(seeds, start_level)
+    game = jax.vmap(_game.new_game)(seeds, start_level)
     carry = jax.vmap(lambda _: initial_carry())(seeds)
     zeros = jnp.zeros(seeds.shape, jnp.int32)
     carry, frame = _observe(game, carry, zeros, zeros, zeros)
@@ -93,11 +94,13 @@ def _reset(key, n, start_level):
     return _reset_batch(jax.random.bits(key, (n,), jnp.uint32), start_level)
 
 
-def reset(key, n: int, start_level: int = 1) -> tuple[SimState, Frame]:
-    """n new games on the 1-based `start_level`; per-game seeds are drawn from `key`."""
-    if not 1 <= start_level <= 99:
-        raise ValueError(f"start_level must be 1..99, got {start_level}")
-    return _reset(key, n, jnp.asarray(start_level - 1, jnp.int32))
+def reset(key, n: int, start_level=1) -> tuple[SimState, Frame]:
+    """n new games on the 1-based `start_level`, one for all games or one per game (int[n]);
+    per-game seeds are drawn from `key`. A game keeps its start level for every new game."""
+    levels = np.broadcast_to(np.asarray(start_level), (n,))
+    if not np.issubdtype(levels.dtype, np.integer) or not ((levels >= 1) & (levels <= 99)).all():
+        raise ValueError(f"start levels must be integers 1..99, got {start_level}")
+    return _reset(key, n, jnp.asarray(levels - 1, jnp.int32))
 
 
 _step = jit(_step_batch)
