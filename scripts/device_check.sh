@@ -49,10 +49,11 @@ if [ "$dry_run" = 1 ]; then
     train_seconds=600  # the smoke preset ends by itself after 3,000 frames
 else
     limit=(120 120 60 90)  # sim, learner, inference, server
-    learner_args=(--batch 256 768 --k 1 8 32 --seconds 1)
-    inference_args=(--batch 1 4 16 64 256 --seconds 2)
+    # The gpu preset's network: the reference-sized default, as the GPU run trains.
+    learner_args=(--config gpu --batch 256 768 --k 1 8 32 --seconds 1)
+    inference_args=(--config gpu --batch 1 4 16 64 256 --seconds 2)
     sim_args=(--games 256 4096 16384 --seconds 1)
-    server_args=(--clients 16 64 --seconds 3 --learning off)
+    server_args=(--config gpu --clients 16 64 --seconds 3 --learning off)
     train_config=gpu
     train_seconds=180
 fi

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Does simulator pretraining help a MAME-mode run? Pretrain on the simulator, fine-tune in MAME
 mode from it (`train --config mame-finetune --init-from`), and train a fresh MAME-mode run
-(`--config mame`) for as long as the two together; then print the served runs' learning curves,
-every run's periodic greedy evaluations, and a greedy evaluation of every final checkpoint on
-the same simulator games.
+(`--config mame` with the fine-tune's network) for as long as the two together; then print the
+served runs' learning curves, every run's periodic greedy evaluations, and a greedy evaluation
+of every final checkpoint on the same simulator games.
 
 The MAME-mode runs are served to simulated clients (`tempest-jax sim-client`), so no ROMs are
 needed; their games start on --start-level (13 by default, as the MAME presets'
@@ -34,6 +34,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from tempest_jax.config import load_config
 
 SERVING = re.compile(r"serving game clients on (\S+):(\d+)")
 
@@ -193,8 +195,12 @@ def main() -> int:
         train(root, names[1], args.finetune_minutes, args.clients, args.client_processes,
               args.start_level, "--config", "mame-finetune", "--init-from",
               str(root / names[0]), *served)
+        # The fresh run gets the fine-tune's network, so that only the start differs.
+        network = [f"network.{key}={value}"
+                   for key, value in load_config("mame-finetune").to_dict()["network"].items()]
         train(root, names[2], args.fresh_minutes or args.pretrain_minutes + args.finetune_minutes,
               args.clients, args.client_processes, args.start_level, "--config", "mame",
+              *[arg for setting in network for arg in ("--set", setting)],
               *served)
     print_curves(root, names[1:])
     print_periodic_evaluations(root, names)

@@ -10,7 +10,8 @@ of expected Q that every act needs), device-resident too. The three are called i
 `over_greedy` (act − greedy: the host's packing and transfers, the random draws and the action
 choice) are medians over adjacent calls. `ceiling` is batch / act time: the frames/s a server
 could answer if inference were its only cost, the bound on `bench server` with that many
-lockstep clients. The network is the config's (default preset: the reference-sized network)."""
+lockstep clients. The network is the config's: by default the sim preset's smaller one;
+`--config gpu` measures the reference-sized default network."""
 
 from __future__ import annotations
 

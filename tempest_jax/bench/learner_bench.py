@@ -4,7 +4,8 @@ Each point runs `Learner.update_many` (K updates per dispatch, `lax.scan`) on ho
 the replay's format (float16 observations), so the host-to-device copy is part of the time,
 and blocks on the returned priorities as the trainer does. The rate is the best of three
 timed rounds. Compile time is the first dispatch's time minus a steady-state dispatch.
-The network is the config's (default preset: the reference-sized network).
+The network is the config's: by default the sim preset's smaller one; `--config gpu` measures
+the reference-sized default network.
 
 `--devices 1,2,4` measures each device count (the batch split over that many devices, one
 data-parallel update). On a CPU host without that many devices each count runs in its own
