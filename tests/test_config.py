@@ -34,6 +34,19 @@ def test_presets_load(preset):
     assert isinstance(cfg, Config)
 
 
+def test_the_finetune_preset_fits_a_sim_run_and_the_gpu_presets_the_default_network():
+    """`train --config mame-finetune --init-from` a sim run needs the same network; the sim
+    preset's is its own (smaller than the default), the gpu presets keep the default's shape
+    (the compute dtype may differ)."""
+    def shape(cfg):
+        return dataclasses.replace(cfg.network, dtype="float32")
+
+    assert shape(load_config("mame-finetune")) == shape(load_config("sim"))
+    assert shape(load_config("sim")) != shape(Config())
+    for preset in ("gpu", "gpu-node", "gpu-multinode", "tpu-pod"):
+        assert shape(load_config(preset)) == shape(Config())
+
+
 def test_games_start_level_is_the_sources_own():
     """A served run's games start where the server tells its clients, not on env.start_level
     (which only the simulator's own games use): its periodic evaluations play there too."""
