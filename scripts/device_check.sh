@@ -48,7 +48,8 @@ if [ "$dry_run" = 1 ]; then
     train_config=smoke
     train_seconds=600  # the smoke preset ends by itself after 3,000 frames
 else
-    limit=(120 120 60 90)  # sim, learner, inference, server
+    # sim, learner, inference, server: with the 3-minute run and its save, at most 8 minutes
+    limit=(100 90 45 55)
     # The gpu preset's network: the reference-sized default, as the GPU run trains.
     learner_args=(--config gpu --batch 256 768 --k 1 8 32 --seconds 1)
     inference_args=(--config gpu --batch 1 4 16 64 256 --seconds 2)
@@ -144,7 +145,7 @@ else
         >>"$log"
     start=$SECONDS
     # SIGINT stops the run as Ctrl-C does: it saves and exits 0.
-    timeout --preserve-status --signal=INT --kill-after=60 "$train_seconds" \
+    timeout --preserve-status --signal=INT --kill-after=30 "$train_seconds" \
         "$PYTHON" -m tempest_jax.cli train --config "$train_config" --no-keys \
         --set "run.dir=$work/runs" --set run.name=device-check --set dashboard.enabled=false \
         </dev/null >>"$log" 2>&1
