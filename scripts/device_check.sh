@@ -48,11 +48,12 @@ if [ "$dry_run" = 1 ]; then
     train_config=smoke
     train_seconds=600  # the smoke preset ends by itself after 3,000 frames
 else
-    # sim, learner, inference, server: with the 3-minute run and its save, at most 8 minutes
-    limit=(100 90 45 55)
+    # sim, learner, inference, server: with the 3-minute run, at most 8 minutes. On one H200
+    # (JAX 0.11.2) they took 42, about 100 (six learner compilations of 5-18 s), 45 and 46 s.
+    limit=(60 120 50 60)
     # The gpu preset's network: the reference-sized default, as the GPU run trains.
-    learner_args=(--config gpu --batch 256 768 --k 1 8 32 --seconds 1)
-    inference_args=(--config gpu --batch 1 4 16 64 256 --seconds 2)
+    learner_args=(--config gpu --batch 256 768 --k 1 8 32 --seconds 0.5)
+    inference_args=(--config gpu --batch 1 4 16 64 256 --seconds 1)
     sim_args=(--games 256 4096 16384 --seconds 1)
     server_args=(--config gpu --clients 16 64 --seconds 3 --learning off)
     train_config=gpu
