@@ -356,18 +356,19 @@ class ServerPolicy:
 
     def start(self, client_ids: np.ndarray, batch: FrameBatch) -> Callable[[], PolicyOutput]:
         """Dispatch the batch's inference; the returned function waits for the actions. (On a
-        CPU, XLA may run much of the call before the dispatch returns.)"""
+        CPU, XLA may run much of the call before the dispatch returns.) Client ids are below
+        `max_clients`, as the server's are by construction: this path is the act call's host
+        overhead, so nothing is checked here that the caller guarantees. A row with a larger id
+        acts, but as padding does: it keeps no segment."""
         n = len(batch)
-        if n and client_ids.max() >= self.max_clients:
-            raise ValueError(f"client id {client_ids.max()} is not below max_clients "
-                             f"{self.max_clients}")
         inputs = self._buffer(bucket_size(n, self.inference.row_multiple))
         inputs[:n, :self.inference.obs_size] = batch.state
         header = batch.header
         for column, name in self._row_columns:
             inputs[:n, column] = header[name]
         inputs[:n, self._client_column] = client_ids
-        inputs[n:, self._client_column] = self.max_clients  # padding: no client's segment
+        if n < len(inputs):
+            inputs[n:, self._client_column] = self.max_clients  # padding: no client's segment
         overrides = self.overrides()
         inputs[:, self._client_column + 1:] = (self.frames, overrides.epsilon,
                                                overrides.expert_ratio, overrides.pulse)
@@ -376,8 +377,9 @@ class ServerPolicy:
         self.frames += n
 
         def wait() -> PolicyOutput:
-            out = np.asarray(packed)[:n]
-            return PolicyOutput(joint=out[:, OUT_JOINT], is_expert=out[:, OUT_IS_EXPERT].view(bool))
+            out = np.asarray(packed)
+            return PolicyOutput(joint=out[:n, OUT_JOINT],
+                                is_expert=out[:n, OUT_IS_EXPERT].view(bool))
 
         return wait
 
