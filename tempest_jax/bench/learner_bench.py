@@ -25,7 +25,7 @@ import time
 import jax
 import numpy as np
 
-from tempest_jax.bench.report import best_rate, table
+from tempest_jax.bench.report import best_rate, progress, table
 from tempest_jax.cli import add_config_arguments, config_from_args
 from tempest_jax.features import NUM_ACTIONS, STATE_SIZE
 from tempest_jax.learner import Batch, make_learner
@@ -104,9 +104,8 @@ def _measure_devices(cfg, devices, args) -> tuple[dict, list[tuple]]:
             figures[f"updates_per_s_{point}"] = round(rate, 2)
             figures[f"compile_s_{point}"] = round(compile_s, 2)
             rows.append((batch, k, rate, rate * batch, 1e3 / rate, compile_s))
-            # Each point as it is measured, so a run stopped at a time limit keeps what it did.
-            print(f"bench learner: batch {batch} K {k}: {rate:,.1f} updates/s, compile "
-                  f"{compile_s:.1f} s", file=sys.stderr, flush=True)
+            progress("learner", f"batch {batch} K {k}: {rate:,.1f} updates/s, compile "
+                                f"{compile_s:.1f} s")
     figures["updates_per_s"] = max(r[2] for r in rows)
     figures["compile_s"] = max(r[5] for r in rows)
     return figures, rows

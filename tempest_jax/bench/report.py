@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 
@@ -55,6 +56,12 @@ def descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def progress(bench: str, text: str) -> None:
+    """One measured point on stderr as soon as it is measured, so a bench stopped at a time limit
+    (scripts/device_check.sh) still leaves what it did in the log."""
+    print(f"bench {bench}: {text}", file=sys.stderr, flush=True)
 
 
 def best_rate(work: Callable[[], int], min_seconds: float = 1.0, repeats: int = 3) -> float:

@@ -9,7 +9,6 @@ the first `sim.step` at size N takes (tracing, compiling and running it once).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 
@@ -26,7 +25,7 @@ def measure(args: argparse.Namespace):
     import jax
 
     from tempest_jax import sim
-    from tempest_jax.bench.report import best_rate, table
+    from tempest_jax.bench.report import best_rate, progress, table
 
     figures, rows = {}, []
     for n in args.games:
@@ -55,9 +54,7 @@ def measure(args: argparse.Namespace):
         figures[f"steps_per_s_{n}"] = rate
         figures[f"compile_s_{n}"] = compile_s
         rows.append((n, rate, 1e6 / rate * n, compile_s))
-        # Each size as it is measured, so a run stopped at a time limit keeps what it did.
-        print(f"bench sim: {n} games: {rate:,.0f} steps/s, compile {compile_s:.1f} s",
-              file=sys.stderr, flush=True)
+        progress("sim", f"{n} games: {rate:,.0f} steps/s, compile {compile_s:.1f} s")
     figures["steps_per_s"] = max(figures[f"steps_per_s_{n}"] for n in args.games)
     settings = {"games": args.games, "seconds": args.seconds,
                 "warmup_ticks": args.warmup_ticks, "policy": "expert",
