@@ -18,7 +18,7 @@ EXPECTED_FIGURES = {
     "learner": ("updates_per_s_b32_k1", "compile_s_b32_k1", "updates_per_s", "params"),
     "inference": ("act_ms_b4", "forward_ms_b4", "greedy_ms_b4", "act_overhead_ms_b4",
                   "ceiling_frames_per_s_b4"),
-    "sim": ("steps_per_s_4", "steps_per_s"),
+    "sim": ("steps_per_s_4", "steps_per_s", "kernels_4", "hlo_instructions_4"),
     "server": ("frames_per_s_c4_learn_off", "latency_ms_p50_c4_learn_off",
                "latency_ms_p99_c4_learn_off"),
 }

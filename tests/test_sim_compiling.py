@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tempest_jax import sim
-from tempest_jax.sim.compiling import CPU_OPTIONS, compiler_options, jit
+from tempest_jax.sim.compiling import CPU_OPTIONS, compiler_options, jit, program_size
 
 
 def test_cpu_programs_get_the_cpu_options():
@@ -49,3 +49,12 @@ def test_the_step_nests_in_a_scan():
     direct, _ = sim.step(*sim.step(state, actions)[:1], actions)
     for a, b in zip(jax.tree.leaves(stepped), jax.tree.leaves(direct), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_program_size_counts_the_kernels_and_instructions_xla_made():
+    x = np.arange(8, dtype=np.int32)
+    fused = program_size(jax.jit(lambda x: (x + 1) * 2).lower(x).compile())
+    assert fused["kernels"] == 1 and fused["instructions"] >= 3  # x, 1, 2, add, multiply
+    # A reduction is a kernel of its own next to the elementwise output.
+    both = program_size(jax.jit(lambda x: ((x + 1) * 2, jnp.sum(x * x))).lower(x).compile())
+    assert both["kernels"] >= 2 and both["instructions"] > fused["instructions"]

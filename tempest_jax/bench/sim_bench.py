@@ -3,7 +3,9 @@
 Measures `tempest_jax.sim.step` (jitted, vmapped) at several numbers of parallel games, with
 games in play (expert actions, so the mix of states is a realistic one). Figures:
 steps_per_s_N for each size N and steps_per_s, the best of them; compile_s_N, the seconds
-the first `sim.step` at size N takes (tracing, compiling and running it once).
+the first `sim.step` at size N takes (tracing, compiling and running it once); kernels_N and
+hlo_instructions_N, the size of the program that call compiled (`sim.compiling.program_size`),
+which unlike the seconds do not move with the machine's load.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def measure(args: argparse.Namespace):
 
     from tempest_jax import sim
     from tempest_jax.bench.report import best_rate, progress, table
+    from tempest_jax.sim.compiling import program_size
 
     figures, rows = {}, []
     for n in args.games:
@@ -37,6 +40,8 @@ def measure(args: argparse.Namespace):
         state, frame = sim.step(state, actions)
         jax.block_until_ready(frame)
         compile_s = time.perf_counter() - start
+        # The program the call above compiled: JAX finds it in its cache (no second compile).
+        size = program_size(sim.lower_step(state, actions).compile())
         for _ in range(args.warmup_ticks):
             state, frame = sim.step(state, sim.expert_actions(frame))
         box = {"state": state, "frame": frame}
@@ -53,11 +58,15 @@ def measure(args: argparse.Namespace):
         rate = best_rate(work, min_seconds=args.seconds)
         figures[f"steps_per_s_{n}"] = rate
         figures[f"compile_s_{n}"] = compile_s
-        rows.append((n, rate, 1e6 / rate * n, compile_s))
-        progress("sim", f"{n} games: {rate:,.0f} steps/s, compile {compile_s:.1f} s")
+        figures[f"kernels_{n}"] = size["kernels"]
+        figures[f"hlo_instructions_{n}"] = size["instructions"]
+        rows.append((n, rate, 1e6 / rate * n, compile_s, size["kernels"], size["instructions"]))
+        progress("sim", f"{n} games: {rate:,.0f} steps/s, compile {compile_s:.1f} s, "
+                        f"{size['kernels']} kernels")
     figures["steps_per_s"] = max(figures[f"steps_per_s_{n}"] for n in args.games)
     settings = {"games": args.games, "seconds": args.seconds,
                 "warmup_ticks": args.warmup_ticks, "policy": "expert",
                 "backend": jax.default_backend()}
-    text = table(rows, ("games", "steps/s", "us per batch step", "compile s"))
+    text = table(rows, ("games", "steps/s", "us per batch step", "compile s", "kernels",
+                        "HLO instructions"))
     return figures, settings, text

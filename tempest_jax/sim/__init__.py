@@ -36,8 +36,8 @@ from tempest_jax.sim.extract import ExtractCarry, Frame, initial_carry
 from tempest_jax.sim.game import GameState
 
 __all__ = ["CabinetInputs", "ExtractCarry", "Frame", "GameState", "SimState", "cabinet_reset",
-           "cabinet_step", "expert_actions", "extract_batch", "initial_carry", "ram_images",
-           "reset", "step"]
+           "cabinet_step", "expert_actions", "extract_batch", "initial_carry", "lower_step",
+           "ram_images", "reset", "step"]
 
 
 @struct.dataclass
@@ -65,9 +65,10 @@ class CabinetInputs:
 
 
 def _observe(game, carry, fire, zap, spinner):
-    """Batched RAM image + extraction. The optimisation barriers keep XLA from fusing the game
-    tick into the RAM assembly (and that into the extraction): fused, it recomputes producers
-    per consumer and runs several times slower."""
+    """Batched RAM image + extraction. The optimisation barriers ask XLA not to fuse the game
+    tick into the RAM assembly (and that into the extraction): an earlier XLA, fusing them,
+    recomputed producers per consumer and ran several times slower. This XLA's CPU pipeline
+    removes barriers before fusion (docs/simulator.md, "Performance notes")."""
     images = jax.vmap(_ram.ram)(jax.lax.optimization_barrier(game))
     images = jax.lax.optimization_barrier(images)
     return jax.vmap(_extract.extract)(carry, images, fire, zap, spinner)
@@ -147,6 +148,12 @@ def step(state: SimState, actions) -> tuple[SimState, Frame]:
     actions = jnp.asarray(actions, jnp.int32)
     chex.assert_shape(actions, state.game.gamestate.shape)
     return _step(state, actions)
+
+
+def lower_step(state: SimState, actions) -> jax.stages.Lowered:
+    """`step`'s program for these inputs, lowered as `step` lowers it (the same function and
+    compiler options), for `.compile()` and a look at what XLA made of it."""
+    return _step.lower(state, jnp.asarray(actions, jnp.int32))
 
 
 @jit

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -79,3 +80,16 @@ def jit(fn: Callable | None = None, **kwargs) -> Any:
     if fn is None:
         return functools.partial(jit, **kwargs)
     return _Jitted(fn, kwargs)
+
+
+_INSTRUCTION = re.compile(r"\s+(ROOT )?%?[\w.\-]+ = ")
+
+
+def program_size(compiled: jax.stages.Compiled) -> dict[str, int]:
+    """The size of a compiled program, from its optimised HLO: `instructions` (every HLO
+    instruction, fused ones included) and `kernels` (fusions: what XLA hands to LLVM one by
+    one on CPU, and launches one by one on a GPU). Unlike compile seconds, they do not move
+    with the machine's load; docs/simulator.md says how compile time follows them."""
+    text = compiled.as_text()
+    return {"instructions": sum(1 for line in text.splitlines() if _INSTRUCTION.match(line)),
+            "kernels": text.count(" fusion(")}
