@@ -87,8 +87,8 @@ _INSTRUCTION = re.compile(r"\s+(ROOT )?%?[\w.\-]+ = ")
 
 def program_size(compiled: jax.stages.Compiled) -> dict[str, int]:
     """The size of a compiled program, from its optimised HLO: `instructions` (every HLO
-    instruction, fused ones included) and `kernels` (fusions: what XLA hands to LLVM one by
-    one on CPU, and launches one by one on a GPU). Unlike compile seconds, they do not move
+    instruction, fused ones included) and `kernels` (fusions: the kernels XLA generates code
+    for, each handed to LLVM on its own on CPU). Unlike compile seconds, they do not move
     with the machine's load; docs/simulator.md says how compile time follows them."""
     text = compiled.as_text()
     return {"instructions": sum(1 for line in text.splitlines() if _INSTRUCTION.match(line)),
