@@ -272,9 +272,9 @@ class RunConfig(_Section):
     eval_seed: int = _opt(20_261_203, lo=0, doc="seed of the periodic evaluation's games (the "
                           "same games every time)")
     eval_max_ticks: int = _opt(20_000, lo=1, doc="a periodic evaluation's games stop after this")
-    stall_timeout_s: float = _opt(300.0, lo=0.0, doc="a run thread (server, replay writer, "
-                                  "learner, ...) with work waiting and no progress for this "
-                                  "long ends the run with an error; 0 = never")
+    stall_timeout_s: float = _opt(300.0, lo=0.0, doc="a run thread (server, learner, "
+                                  "replay prefetcher, ...) with work waiting and no progress "
+                                  "for this long ends the run with an error; 0 = never")
     init_from: str = _opt("", doc="a new run's network starts from this checkpoint of another "
                           "run: RUN_DIR[:best|latest|STEP] (train --init-from); a run that has "
                           "checkpoints of its own resumes from them instead")

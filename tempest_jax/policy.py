@@ -1,5 +1,5 @@
 """What the game server asks of a policy and of a frame sink: the interfaces between serving,
-inference and the replay writer."""
+inference and the replay sink."""
 
 from __future__ import annotations
 

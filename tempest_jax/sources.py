@@ -271,7 +271,7 @@ def _make_rollout(inference: Inference, schedule: ScheduleConfig, steps: int,
 class ServerSource:
     """The game server, for MAME and simulated clients over TCP, on its own supervised thread:
     batched inference (`ServerPolicy`, compiled for every padded batch size before the server
-    listens, so no client's first reply waits for XLA) and the replay writer thread."""
+    listens, so no client's first reply waits for XLA) and the replay sink on the server thread."""
 
     def __init__(self, cfg: ServerConfig, schedule: ScheduleConfig, reward: RewardConfig,
                  links: RunLinks, key: jax.Array, frames: int = 0):
@@ -283,8 +283,7 @@ class ServerSource:
         sizes = self.policy.compile_batches(min(cfg.max_clients, cfg.max_batch))
         log.info("inference compiled for batch sizes %s in %.1f s", ", ".join(map(str, sizes)),
                  time.monotonic() - started)
-        self.sink = ReplaySink(links.replay, reward, links.episodes, links.run_frames,
-                               supervisor=links.supervisor)
+        self.sink = ReplaySink(links.replay, reward, links.episodes, links.run_frames)
         self.server = GameServer(cfg, self.policy, _WatchedSink(self.sink, links.watch))
         log.info("serving game clients on %s:%d", *self.server.address)
         self._watch = links.supervisor.watch("server")
@@ -310,7 +309,6 @@ class ServerSource:
         return {"clients": stats["clients"], "inference_ms": stats["latency_ms_p50"],
                 "latency_ms_p50": stats["latency_ms_p50"],
                 "latency_ms_p99": stats["latency_ms_p99"], "drops": stats["drops"],
-                "backpressure_waits": self.sink.backpressure_waits,
                 "queued_frames": stats["queued_frames"],
                 "queued_frames_peak": stats["queued_frames_peak"],
                 "write_queue": write_queue, "write_queue_peak": write_queue_peak}

@@ -1,7 +1,7 @@
 """Supervision of a run's long-lived threads: none may fail or stall unnoticed.
 
-Every long-lived thread of a run (server loop, replay writer, learner, replay prefetcher,
-replay snapshot writer, dashboard, keyboard) is started through the run's `Supervisor`, as a
+Every long-lived thread of a run (server loop, learner, replay prefetcher, replay snapshot
+writer, evaluator, dashboard, keyboard) is started through the run's `Supervisor`, as a
 `Watch`. The thread calls `watch.beat()` each time it makes progress. Two things end the run:
 
 - an exception escaping the thread's function (the thread failed), and

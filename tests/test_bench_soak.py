@@ -41,5 +41,5 @@ def test_bench_soak_short_json(capsys):
     assert figures["frames_per_s"] > 0
     assert figures["thread_failures"] == 0
     assert {name: t["state"] for name, t in figures["threads"].items()} == {
-        "server": "ended", "replay-writer": "ended", "learner": "ended",
+        "server": "ended", "learner": "ended",
         "replay-prefetch": "ended"}

@@ -1,6 +1,6 @@
 """A run whose thread fails or stalls stops loudly, names the thread, and can be resumed.
 
-Each supervised thread of a served run (server loop, replay writer, learner, replay prefetcher,
+Each supervised thread of a served run (server loop, learner, replay prefetcher,
 replay snapshot writer, periodic evaluator, dashboard, keyboard) gets a fault injected through
 `TEMPEST_FAULT`; the run must stop within 10 s of it with `RunFailed` naming that thread, and the
 newest complete checkpoint must resume. Last, `tempest-jax train` itself, in a subprocess: exit
@@ -22,6 +22,7 @@ from tempest_jax.bench.protocol_bench import random_wire_frames
 from tempest_jax.clients import ClientPool
 from tempest_jax.config import load_config
 from tempest_jax.keyboard import KeyboardControls
+from tempest_jax.replay.writer import INSERT_EVERY_BATCHES, Replay
 from tempest_jax.rundir import RunDir
 from tempest_jax.supervisor import FAULT_ENV, InjectedFault, RunFailed
 from tempest_jax.train import Trainer
@@ -95,8 +96,17 @@ def test_a_failing_thread_stops_the_run_and_names_itself(tmp_path, monkeypatch, 
     expect_resume(cfg, trainer)
 
 
-def test_a_failing_replay_writer_stops_the_run(tmp_path, monkeypatch):
-    monkeypatch.setenv(FAULT_ENV, "replay-writer")
+def test_a_failing_replay_insert_stops_the_run(tmp_path, monkeypatch):
+    """The served frames' transitions are stored on the server thread: an insert that raises
+    ends the run naming that thread and the error, and the frames served before it count."""
+
+    class InsertFailed(RuntimeError):
+        pass
+
+    def failing_add(self, emission):
+        raise InsertFailed("the replay refused an insert")
+
+    monkeypatch.setattr(Replay, "add", failing_add)
     cfg = served_config(tmp_path)
     trainer = Trainer(cfg, RunDir.create(cfg), install_signal_handlers=False)
     with TrainerThread(trainer) as run:
@@ -104,9 +114,10 @@ def test_a_failing_replay_writer_stops_the_run(tmp_path, monkeypatch):
         # The server may close the clients once the run stops; the failure is what counts.
         with contextlib.suppress(ConnectionError, OSError):
             play(address, 40)
-        expect_failure(run, "replay-writer", InjectedFault)
-    assert trainer.frames > 0
-    monkeypatch.delenv(FAULT_ENV)
+        message = str(expect_failure(run, "server", InsertFailed))
+    assert "the replay refused an insert" in message
+    assert trainer.frames >= INSERT_EVERY_BATCHES
+    monkeypatch.undo()
     expect_resume(cfg, trainer)
 
 

@@ -7,13 +7,10 @@ shutdown resumes the run.
 
 from __future__ import annotations
 
-import threading
-
 import jax
 import numpy as np
 import pytest
 from run_harness import TrainerThread
-from test_server import wait_for
 
 from tempest_jax import features as F
 from tempest_jax import protocol as P
@@ -106,35 +103,47 @@ def test_server_training_with_sim_clients_then_resume(tmp_path):
     resumed.saver.checkpointer.close()
 
 
-def test_replay_sink_reports_its_queue_depth():
+def test_replay_sink_stores_every_few_batches_and_reports_what_waits():
+    """The sink stores its emissions every INSERT_EVERY_BATCHES pushes, at a disconnect and at
+    close, in order and whole; queue_depths gives the batches formed and not yet stored, now
+    and at most since the previous reading."""
+    from tempest_jax.bench.protocol_bench import random_wire_frames
     from tempest_jax.metrics import EpisodeStats
+    from tempest_jax.policy import PolicyOutput
     from tempest_jax.replay import ReplaySink
+    from tempest_jax.replay.writer import INSERT_EVERY_BATCHES
 
-    class StalledReplay:
-        """A replay whose writes wait for `gate`."""
-
+    class RecordingReplay:
         def __init__(self):
             self.accumulator = NStepAccumulator(4)
-            self.writing, self.gate = threading.Event(), threading.Event()
-            self.written = 0
+            self.inserts: list[Emission] = []
 
         def add(self, emission):
-            self.writing.set()
-            self.gate.wait(10)
-            self.written += 1
+            self.inserts.append(emission)
 
-    replay = StalledReplay()
+        def stored_up_to(self) -> int:
+            """The serial after the last stored observation; inserts must be consecutive."""
+            Emission.concatenate(self.inserts)
+            return self.inserts[-1].next_serial
+
+    batch = P.decode_valid_payloads(b"".join(
+        P.FrameSplitter().feed(random_wire_frames(2, seed=5))))
+    ids = np.array([0, 1])
+    output = PolicyOutput(joint=np.zeros(2, np.int64), is_expert=np.zeros(2, bool))
+    replay = RecordingReplay()
     sink = ReplaySink(replay, load_config("smoke").reward, EpisodeStats(4), lambda: 0)
-    try:
-        sink.disconnect(0)
-        assert replay.writing.wait(5), "the writer took the first batch"
-        for client in (1, 2, 3):
-            sink.disconnect(client)
-        assert sink.queue_depths() == (3, 3)
-        replay.gate.set()
-        assert wait_for(lambda: sink.queue_depths()[0] == 0)
-        assert sink.queue_depths() == (0, 0), "each reading starts a new peak window"
-    finally:
-        replay.gate.set()
-        sink.close()
-    assert replay.written >= 2 and sink.backpressure_waits == 0
+    for pushed in range(1, INSERT_EVERY_BATCHES):
+        sink.push(ids, batch, output)
+        assert sink.queue_depths() == (pushed, pushed)
+    assert replay.inserts == []
+    sink.push(ids, batch, output)
+    assert len(replay.inserts) == 1 and replay.stored_up_to() == replay.accumulator.next_serial
+    assert sink.queue_depths() == (0, INSERT_EVERY_BATCHES)
+    assert sink.queue_depths() == (0, 0), "each reading starts a new peak window"
+
+    sink.push(ids, batch, output)
+    sink.disconnect(0)
+    assert len(replay.inserts) == 2 and sink.queue_depths() == (0, 2)
+    sink.push(ids, batch, output)
+    sink.close()
+    assert len(replay.inserts) == 3 and replay.stored_up_to() == replay.accumulator.next_serial

@@ -5,7 +5,7 @@ Fills a buffer of --capacity through the real path (n-step accumulator, then add
   was created to after every slot was written, divided by capacity (computed: array sizes);
 - insert_per_s: transitions stored per second when --streams streams each push one frame per
   call (default 64 frames per batch): n-step accumulation plus ReplayBuffer.add, the path the
-  server's writer thread runs; add_per_s is ReplayBuffer.add alone on pre-formed emissions;
+  server's replay sink runs; add_per_s is ReplayBuffer.add alone on pre-formed emissions;
 - sample_update_ms: one sample(--batch-size) plus one update_priorities(--batch-size).
 """
 

@@ -1,7 +1,7 @@
 """Server frames/s and reply latency with lockstep clients, real inference, learning off and on.
 
 The server is the real training server (`train --env mame`: batched inference with the configured
-network, n-step accumulator, replay writer; with learning on, the learner thread too). Its
+network, n-step accumulator and replay sink; with learning on, the learner thread too). Its
 clients run in a separate process and replay pre-recorded simulator frames in lockstep (each
 waits for its reply before sending the next), so they cost little CPU; on a 2-core machine they
 still share the cores with the server. Latency is measured by the clients: send to whole reply.

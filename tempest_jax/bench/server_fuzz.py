@@ -1,7 +1,7 @@
 """`bench fuzz --server`: a live training server under attack while healthy clients play.
 
 The server is the real training server (`train --env mame`: validation at the edge, batched
-inference, replay writer, learner thread, all supervised) in this process. Two client processes
+inference, replay sink, learner thread, all supervised) in this process. Two client processes
 connect to it over loopback:
 
 - healthy: 4 lockstep clients (as MAME plays: one frame, then wait for its reply) sending valid

@@ -1,7 +1,7 @@
 """Soak: the training server, learning on, serving sim clients for minutes; memory must stay flat.
 
 The server is the real training server (`train --env mame`: batched inference, n-step
-accumulator, replay writer, learner thread, periodic checkpoints) in this process, on a free
+accumulator, replay sink, learner thread, periodic checkpoints) in this process, on a free
 loopback port; the clients run in one child process, in lockstep as MAME plays: simulator games
 (`tempest-jax sim-client`, compiled before they connect), or with --client-frames synthetic
 pre-generated random valid frames (no JAX in the client: for a quick check). The soak's clock
@@ -232,7 +232,6 @@ def _report(args, cfg, trainer, samples, stats, client_result, errors, duration,
         "client_frames": client_result.get("frames", 0),
         "transitions_stored": trainer.replay.transitions, "updates": trainer.updates,
         "drops": drops, "drops_by_reason": stats["drops_by_reason"],
-        "backpressure_waits": trainer.source.sink.backpressure_waits,
         "thread_failures": len(unhealthy), "threads": threads,
         "errors": errors, "samples": samples,
     }
@@ -261,7 +260,7 @@ def _report(args, cfg, trainer, samples, stats, client_result, errors, duration,
              f"limit +{args.growth_limit:g} %\n"
              f"{stats['frames']:,} frames served ({figures['frames_per_s']:,.0f}/s), "
              f"{trainer.replay.transitions:,} transitions stored, {trainer.updates:,} updates, "
-             f"{drops} drops, {figures['backpressure_waits']} backpressure waits\n"
+             f"{drops} drops\n"
              f"threads: {thread_states}\n({note})")
     for error in errors:
         text += f"\nERROR: {error}"

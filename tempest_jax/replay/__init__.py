@@ -4,7 +4,7 @@
 - `nstep.NStepAccumulator`: n-step transitions formed at insert time for many streams at once.
 - `buffer.ReplayBuffer`: the observation ring, priorities, sampling, pre-death boost.
 - `writer.Replay`: the one write path (accumulator → buffer → limiter); `writer.ReplaySink`:
-  the game server's replay writer thread.
+  the game server's sink, which forms and stores transitions on the server thread.
 - `prefetch.Prefetcher`: a background sampler for the learner thread.
 - `limiter.ReplayRatioLimiter`: samples per inserted transition held near a target.
 - `snapshot`: save/load of the whole buffer.

@@ -1,15 +1,13 @@
 """The replay's write path: emissions from the n-step accumulator into the buffer and the limiter,
-and the game server's replay writer, which forms transitions from served frames.
+and the game server's sink, which forms transitions from served frames and stores them.
 
 A frame goes server → `ReplaySink.push` (transitions formed on the server thread, vectorised)
-→ the writer thread → `Replay.add` → buffer; the simulator source calls `Replay.add` itself.
+→ `Replay.add` every few batches, on the same thread → buffer; the simulator source calls
+`Replay.add` itself.
 """
 
 from __future__ import annotations
 
-import contextlib
-import queue
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -22,12 +20,10 @@ from tempest_jax.protocol import FrameBatch
 from tempest_jax.replay.buffer import ReplayBuffer
 from tempest_jax.replay.limiter import ReplayRatioLimiter
 from tempest_jax.replay.nstep import Emission, NStepAccumulator, scaled_reward
-from tempest_jax.supervisor import Supervisor
 
-# The server's replay writer: batches queued at most (then the server waits), and how long it
-# lets batches gather before each insert.
-WRITE_QUEUE_BATCHES = 1024
-WRITE_GATHER_S = 0.02
+# Answered batches per insert of the game server's sink: enough to share an insert's fixed cost,
+# few enough that one insert stays shorter than a batch's inference.
+INSERT_EVERY_BATCHES = 4
 
 
 class Replay:
@@ -51,22 +47,22 @@ class Replay:
 
 
 class ReplaySink:
-    """The server's sink: forms transitions on the server thread (cheap, vectorised) and hands
-    them to a writer thread that inserts them in batches. The queue is bounded: when the
-    writer falls behind, the server waits (backpressure) and the waits are counted."""
+    """The game server's sink, on the server thread: forms each answered batch's transitions
+    (vectorised over its clients) and stores them in the replay every `INSERT_EVERY_BATCHES`
+    batches, at each disconnect and at `close`. The server pushes while the next batch's
+    inference runs, so no reply waits for it. It has no thread of its own: a second Python
+    thread inserting holds the GIL that the server loop takes back after each system call, and
+    the replies it delays made the reply latency's tail (docs/architecture.md, "A frame's path").
+    Storing a few batches at once shares an insert's fixed cost and keeps each insert short."""
 
     def __init__(self, replay: Replay, reward_cfg: RewardConfig, stats: EpisodeStats,
-                 frames_counter: Callable[[], int], supervisor: Supervisor | None = None):
+                 frames_counter: Callable[[], int]):
         self.replay = replay
         self.reward_cfg = reward_cfg
         self.stats = stats
         self.frames_counter = frames_counter
-        self.backpressure_waits = 0
-        self._queue: queue.Queue[Emission | None] = queue.Queue(maxsize=WRITE_QUEUE_BATCHES)
-        self._queue_peak = PeakWindow()
-        self._watch = (supervisor or Supervisor()).watch(
-            "replay-writer", busy=lambda: not self._queue.empty())
-        self._watch.start(self._write)
+        self._formed: list[Emission] = []
+        self._formed_peak = PeakWindow()
 
     def push(self, client_ids: np.ndarray, batch: FrameBatch, output: PolicyOutput) -> None:
         reward = scaled_reward(batch.obj_reward, batch.subj_reward, self.reward_cfg)
@@ -77,50 +73,31 @@ class ReplaySink:
         self.stats.grow(int(client_ids.max()) + 1)
         self.stats.add(client_ids, reward, output.is_expert, done, batch.score, batch.level,
                        self.frames_counter())
-        self._put(emission)
+        self._hold(emission)
+        if len(self._formed) >= INSERT_EVERY_BATCHES:
+            self.flush()
 
     def disconnect(self, client_id: int) -> None:
         self.stats.reset(np.asarray([client_id]))
-        self._put(self.replay.accumulator.truncate([client_id]))
+        self._hold(self.replay.accumulator.truncate([client_id]))
+        self.flush()
 
-    def _put(self, emission: Emission | None) -> None:
-        if self._queue.full():
-            self.backpressure_waits += 1
-        while True:
-            if not self._watch.alive():
-                raise RuntimeError("the replay writer thread has ended; frames can no longer "
-                                   "be stored")
-            with contextlib.suppress(queue.Full):
-                self._queue.put(emission, timeout=0.1)
-                break
-        self._queue_peak.observe(self._queue.qsize())
+    def _hold(self, emission: Emission) -> None:
+        self._formed.append(emission)
+        self._formed_peak.observe(len(self._formed))
+
+    def flush(self) -> None:
+        """Store every emission formed so far."""
+        if self._formed:
+            formed, self._formed = self._formed, []
+            self.replay.add(Emission.concatenate(formed) if len(formed) > 1 else formed[0])
 
     def queue_depths(self) -> tuple[int, int]:
-        """(batches waiting for the writer now, at most since the previous call)."""
-        depth = self._queue.qsize()
-        return depth, self._queue_peak.take(depth)
-
-    def _write(self) -> None:
-        while True:
-            items = [self._queue.get()]
-            self._watch.beat()
-            if items[0] is not None:
-                # Gather a few milliseconds of batches into one insert: per-insert overhead,
-                # paid under the GIL the server thread needs, dominates small batches.
-                time.sleep(WRITE_GATHER_S)
-            with contextlib.suppress(queue.Empty):
-                while items[-1] is not None and len(items) < WRITE_QUEUE_BATCHES:
-                    items.append(self._queue.get_nowait())
-            stop = items[-1] is None
-            emissions = [e for e in items if e is not None]
-            if emissions:
-                self.replay.add(Emission.concatenate(emissions))
-            if stop:
-                return
+        """(batches formed and not yet stored now, at most since the previous call); read from
+        any thread."""
+        depth = len(self._formed)
+        return depth, self._formed_peak.take(depth)
 
     def close(self) -> None:
-        """Write everything queued, then stop the writer (at once if it has failed)."""
-        if self._watch.alive():
-            with contextlib.suppress(RuntimeError):  # it ended meanwhile
-                self._put(None)
-            self._watch.join()
+        """Store what is left (call it once the server thread has ended)."""
+        self.flush()
