@@ -26,7 +26,13 @@ def test_bench_server_short_json(capsys):
             assert figures[f"frames_per_s_{tag}"] > 0
             assert 0 < figures[f"latency_ms_p50_{tag}"] <= figures[f"latency_ms_p99_{tag}"]
         assert figures[f"updates_c{clients}_learn_off"] == 0
+        # The same run's inference ceiling for that many clients, and the share of it served.
+        ceiling = figures[f"ceiling_frames_per_s_c{clients}"]
+        assert ceiling > 0
+        assert figures[f"ceiling_share_c{clients}"] == pytest.approx(
+            figures[f"frames_per_s_c{clients}_learn_off"] / ceiling)
     # The smoke preset learns with no replay-ratio limit: it steps while the clients play.
     assert figures["updates_c1_learn_on"] + figures["updates_c2_learn_on"] > 0
     assert figures["frames_per_s"] == max(v for k, v in figures.items()
                                           if k.startswith("frames_per_s_"))
+    assert not any(k.startswith("ceiling") and "learn_on" in k for k in figures)

@@ -8,6 +8,12 @@ still share the cores with the server. Latency is measured by the clients: send 
 The server compiles every padded batch size before it accepts clients, and the learner takes
 its first step (its compilation) before the learning-on points, so no point times a
 compilation.
+
+Before each learning-off point, with no client connected, the run's own network answers
+batches of that many recorded frames through an act call like the server's (`bench
+inference`'s act) for `--ceiling-seconds`: `ceiling_frames_per_s_cN` is N / its median time,
+the frames/s the server could answer if inference were its only cost, measured in the same
+process a moment before the point, and `ceiling_share_cN` the point's frames/s over it.
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ import multiprocessing
 import time
 
 import jax
+import numpy as np
 
 from tempest_jax import cli, sim
-from tempest_jax.bench.report import table
+from tempest_jax import protocol as P
+from tempest_jax.actor import ServerPolicy
+from tempest_jax.bench.report import alternating_times, table
 from tempest_jax.clients import ClientPool, run_lockstep
 from tempest_jax.simclient import frame_wire_bytes
 
@@ -31,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--seconds", type=float, default=3.0, help="measured time per point")
     parser.add_argument("--learning", choices=("off", "on", "both"), default="both")
+    parser.add_argument("--ceiling-seconds", type=float, default=1.0,
+                        help="seconds of act calls that measure each learning-off point's "
+                             "inference ceiling (0: none)")
 
 
 def recorded_frames(games: int, ticks: int = RECORDED_TICKS, seed: int = 0) -> list[bytes]:
@@ -63,6 +75,18 @@ def _warm_up_learner(trainer, frames: list[bytes], clients: int = 4,
     return time.monotonic() - start
 
 
+def _ceiling_frames_per_s(trainer, cfg, frames: list[bytes], clients: int,
+                          seconds: float) -> float:
+    """`clients` / the median time of an act call on that many recorded frames: a policy of its
+    own on the run's network and parameters (the server's is left alone)."""
+    policy = ServerPolicy(trainer.inference, trainer.params, cfg.schedule,
+                          key=jax.random.key(1), max_clients=clients)
+    batch = P.decode_wire(b"".join(frames[g * RECORDED_TICKS] for g in range(clients)))
+    ids = np.arange(clients)
+    ms = alternating_times([lambda: policy(ids, batch)], seconds)
+    return clients / float(np.median(ms)) * 1e3
+
+
 def _clients_process(address, frames, clients, seconds, out):
     out.put(run_lockstep(tuple(address), frames, clients, seconds))
 
@@ -83,6 +107,12 @@ def measure(args: argparse.Namespace):
                 trainer.controls.set_training(True)
                 learner_warmup_s = _warm_up_learner(trainer, frames)
             for clients in args.clients:
+                tag = f"c{clients}_learn_{'on' if learning else 'off'}"
+                ceiling = None
+                if not learning and args.ceiling_seconds > 0:
+                    ceiling = _ceiling_frames_per_s(trainer, run.cfg, frames, clients,
+                                                    args.ceiling_seconds)
+                    figures[f"ceiling_frames_per_s_c{clients}"] = ceiling
                 updates_before = trainer.updates
                 out = ctx.Queue()
                 proc = ctx.Process(target=_clients_process, args=(
@@ -91,13 +121,16 @@ def measure(args: argparse.Namespace):
                 result = out.get(timeout=args.seconds + 300)
                 proc.join()
                 updates = trainer.updates - updates_before
-                tag = f"c{clients}_learn_{'on' if learning else 'off'}"
+                if ceiling is not None:
+                    figures[f"ceiling_share_c{clients}"] = result["frames_per_s"] / ceiling
                 figures[f"frames_per_s_{tag}"] = result["frames_per_s"]
                 figures[f"latency_ms_p50_{tag}"] = result["latency_ms_p50"]
                 figures[f"latency_ms_p99_{tag}"] = result["latency_ms_p99"]
                 figures[f"updates_{tag}"] = updates
                 rows.append((clients, "on" if learning else "off", result["frames_per_s"],
-                             result["latency_ms_p50"], result["latency_ms_p99"], updates))
+                             result["latency_ms_p50"], result["latency_ms_p99"], updates,
+                             "" if ceiling is None else ceiling,
+                             "" if ceiling is None else f"{result['frames_per_s'] / ceiling:.0%}"))
     if run.errors:
         raise RuntimeError("; ".join(run.errors))
     figures["frames_per_s"] = max(r[2] for r in rows)
@@ -106,9 +139,10 @@ def measure(args: argparse.Namespace):
     settings = {"clients": args.clients, "seconds": args.seconds, "learning": args.learning,
                 "network_params": trainer.param_count, "batch_wait_ms":
                 run.cfg.server.batch_wait_ms, "devices": len(jax.local_devices()),
-                "learner_warmup_s": learner_warmup_s,
+                "learner_warmup_s": learner_warmup_s, "ceiling_seconds": args.ceiling_seconds,
                 "inference_dtype": trainer.inference.dtype_name,
                 "clients_share_cores_with_server": True}
-    text = table(rows, ("clients", "learning", "frames/s", "p50 ms", "p99 ms", "updates"))
+    text = table(rows, ("clients", "learning", "frames/s", "p50 ms", "p99 ms", "updates",
+                        "ceiling frames/s", "share"))
     return figures, settings, text + (f"\n(network: {trainer.param_count:,} parameters, "
                                       f"{trainer.inference.dtype_name} matmuls)")
