@@ -13,7 +13,10 @@ Before each learning-off point, with no client connected, the run's own network 
 batches of that many recorded frames through an act call like the server's (`bench
 inference`'s act) for `--ceiling-seconds`: `ceiling_frames_per_s_cN` is N / its median time,
 the frames/s the server could answer if inference were its only cost, measured in the same
-process a moment before the point, and `ceiling_share_cN` the point's frames/s over it.
+process a moment before the point, and `ceiling_share_cN` the point's frames/s over it. The
+share stays well below 1 with lockstep clients: every batch waits for the act call, then for
+the server's replies, the clients' turnaround and the server's reads of the next frames, none
+of which overlap the call, and on a small machine the clients share the server's cores.
 """
 
 from __future__ import annotations
