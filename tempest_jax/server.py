@@ -4,7 +4,7 @@ Per client it buffers bytes until whole frames are present (partial reads are ne
 disconnect), then batches the ready frames of all clients (first-ready, with a small wait budget
 for the others), decodes them in one numpy pass, asks the policy for actions in one call,
 answers each frame with its 5-byte reply and hands the decoded frames to a sink (the replay
-writer). A policy that computes asynchronously (`AsyncPolicy`, e.g. jitted inference) is started
+sink). A policy that computes asynchronously (`AsyncPolicy`, e.g. jitted inference) is started
 first; the previous batch goes to the sink while it runs, so forming transitions costs the
 clients no latency. Every frame is validated completely (length, value count, header ranges,
 finite values) as it arrives, while it is still one client's: only whole, valid payloads enter a
