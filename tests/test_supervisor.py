@@ -28,23 +28,23 @@ class FakeClock:
 def test_an_exception_in_a_thread_is_the_runs_failure_and_stops_it_once(caplog):
     stopped = []
     supervisor = Supervisor(on_failure=stopped.append, faults={})
-    first, second = supervisor.watch("replay-writer"), supervisor.watch("learner")
+    first, second = supervisor.watch("replay-prefetch"), supervisor.watch("learner")
     with caplog.at_level(logging.ERROR):
         first.start(lambda: {}["missing"])
         assert first.join(timeout=30)
         second.start(lambda: 1 / 0)
         assert second.join(timeout=30)
-    assert [f.thread for f in stopped] == ["replay-writer"]
+    assert [f.thread for f in stopped] == ["replay-prefetch"]
     failure = supervisor.failure
-    assert failure.thread == "replay-writer" and isinstance(failure.error, KeyError)
-    assert str(failure) == "thread 'replay-writer' failed: KeyError: 'missing'"
-    assert "thread 'replay-writer' failed: KeyError: 'missing'; the run stops" in caplog.text
+    assert failure.thread == "replay-prefetch" and isinstance(failure.error, KeyError)
+    assert str(failure) == "thread 'replay-prefetch' failed: KeyError: 'missing'"
+    assert "thread 'replay-prefetch' failed: KeyError: 'missing'; the run stops" in caplog.text
     assert "after the run's failure, also thread 'learner' failed: ZeroDivisionError" in (
         caplog.text)
     health = supervisor.health()
-    assert health["replay-writer"]["state"] == health["learner"]["state"] == "failed"
+    assert health["replay-prefetch"]["state"] == health["learner"]["state"] == "failed"
     assert str(RunFailed(failure, "the newest checkpoint is 7")) == (
-        "thread 'replay-writer' failed: KeyError: 'missing'; the newest checkpoint is 7")
+        "thread 'replay-prefetch' failed: KeyError: 'missing'; the newest checkpoint is 7")
 
 
 def test_a_busy_thread_without_progress_is_reported_stalled_and_an_idle_one_is_not():
@@ -102,8 +102,8 @@ def test_the_monitor_thread_finds_a_stall_on_its_own():
 @pytest.mark.parametrize(("spec", "faults"), [
     ("", {}),
     ("learner", {"learner": Fault("learner")}),
-    ("server@3, replay-writer:hang", {"server": Fault("server", 3),
-                                      "replay-writer": Fault("replay-writer", 1, True)}),
+    ("server@3, replay-prefetch:hang", {"server": Fault("server", 3),
+                                        "replay-prefetch": Fault("replay-prefetch", 1, True)}),
 ])
 def test_fault_specs(spec, faults):
     assert parse_faults(spec) == faults
