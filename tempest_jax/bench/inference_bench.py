@@ -23,7 +23,7 @@ import numpy as np
 from tempest_jax import protocol as P
 from tempest_jax.actor import Inference, ParamStore, ServerPolicy, greedy
 from tempest_jax.bench.report import alternating_times, table
-from tempest_jax.bench.server_bench import recorded_frames
+from tempest_jax.bench.server_bench import act_call, recorded_frames
 from tempest_jax.cli import add_config_arguments, config_from_args
 from tempest_jax.learner import make_learner
 from tempest_jax.networks import param_count
@@ -35,12 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames per call (default: 1 4 16 64)")
     parser.add_argument("--seconds", type=float, default=3.0,
                         help="seconds of alternating calls per batch size (default: 3)")
-
-
-def act_call(policy: ServerPolicy, batch: P.FrameBatch):
-    """One act call as the server makes it, on `batch`."""
-    ids = np.arange(len(batch))
-    return lambda: policy(ids, batch)
 
 
 def device_call(function, params, batch: P.FrameBatch):

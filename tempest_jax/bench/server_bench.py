@@ -78,6 +78,12 @@ def _warm_up_learner(trainer, frames: list[bytes], clients: int = 4,
     return time.monotonic() - start
 
 
+def act_call(policy: ServerPolicy, batch: P.FrameBatch):
+    """One act call as the server makes it, on `batch`."""
+    ids = np.arange(len(batch))
+    return lambda: policy(ids, batch)
+
+
 def _ceiling_frames_per_s(trainer, cfg, frames: list[bytes], clients: int,
                           seconds: float) -> float:
     """`clients` / the median time of an act call on that many recorded frames: a policy of its
@@ -85,8 +91,7 @@ def _ceiling_frames_per_s(trainer, cfg, frames: list[bytes], clients: int,
     policy = ServerPolicy(trainer.inference, trainer.params, cfg.schedule,
                           key=jax.random.key(1), max_clients=clients)
     batch = P.decode_wire(b"".join(frames[g * RECORDED_TICKS] for g in range(clients)))
-    ids = np.arange(clients)
-    ms = alternating_times([lambda: policy(ids, batch)], seconds)
+    ms = alternating_times([act_call(policy, batch)], seconds)
     return clients / float(np.median(ms)) * 1e3
 
 
@@ -124,8 +129,9 @@ def measure(args: argparse.Namespace):
                 result = out.get(timeout=args.seconds + 300)
                 proc.join()
                 updates = trainer.updates - updates_before
-                if ceiling is not None:
-                    figures[f"ceiling_share_c{clients}"] = result["frames_per_s"] / ceiling
+                share = None if ceiling is None else result["frames_per_s"] / ceiling
+                if share is not None:
+                    figures[f"ceiling_share_c{clients}"] = share
                 figures[f"frames_per_s_{tag}"] = result["frames_per_s"]
                 figures[f"latency_ms_p50_{tag}"] = result["latency_ms_p50"]
                 figures[f"latency_ms_p99_{tag}"] = result["latency_ms_p99"]
@@ -133,7 +139,7 @@ def measure(args: argparse.Namespace):
                 rows.append((clients, "on" if learning else "off", result["frames_per_s"],
                              result["latency_ms_p50"], result["latency_ms_p99"], updates,
                              "" if ceiling is None else ceiling,
-                             "" if ceiling is None else f"{result['frames_per_s'] / ceiling:.0%}"))
+                             "" if share is None else f"{share:.0%}"))
     if run.errors:
         raise RuntimeError("; ".join(run.errors))
     figures["frames_per_s"] = max(r[2] for r in rows)
