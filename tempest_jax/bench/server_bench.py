@@ -84,12 +84,9 @@ def act_call(policy: ServerPolicy, batch: P.FrameBatch):
     return lambda: policy(ids, batch)
 
 
-def _ceiling_frames_per_s(trainer, cfg, frames: list[bytes], clients: int,
+def _ceiling_frames_per_s(policy: ServerPolicy, frames: list[bytes], clients: int,
                           seconds: float) -> float:
-    """`clients` / the median time of an act call on that many recorded frames: a policy of its
-    own on the run's network and parameters (the server's is left alone)."""
-    policy = ServerPolicy(trainer.inference, trainer.params, cfg.schedule,
-                          key=jax.random.key(1), max_clients=clients)
+    """`clients` / the median time of `policy`'s act call on that many recorded frames."""
     batch = P.decode_wire(b"".join(frames[g * RECORDED_TICKS] for g in range(clients)))
     ms = alternating_times([act_call(policy, batch)], seconds)
     return clients / float(np.median(ms)) * 1e3
@@ -109,7 +106,11 @@ def measure(args: argparse.Namespace):
     rows, figures = [], {}
     learner_warmup_s = None
     with ServedRun(cfg, training=False) as run:
+        # The ceiling's own policy on the run's network and parameters (the server's is left
+        # alone), made once: it compiles each padded batch size once.
         trainer = run.trainer
+        ceiling_policy = ServerPolicy(trainer.inference, trainer.params, run.cfg.schedule,
+                                      key=jax.random.key(1), max_clients=max(args.clients))
         for learning in phases:
             if learning:
                 trainer.controls.set_training(True)
@@ -118,7 +119,7 @@ def measure(args: argparse.Namespace):
                 tag = f"c{clients}_learn_{'on' if learning else 'off'}"
                 ceiling = None
                 if not learning and args.ceiling_seconds > 0:
-                    ceiling = _ceiling_frames_per_s(trainer, run.cfg, frames, clients,
+                    ceiling = _ceiling_frames_per_s(ceiling_policy, frames, clients,
                                                     args.ceiling_seconds)
                     figures[f"ceiling_frames_per_s_c{clients}"] = ceiling
                 updates_before = trainer.updates
