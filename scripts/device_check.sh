@@ -55,7 +55,9 @@ else
     learner_args=(--config gpu --batch 256 768 --k 1 8 32 --seconds 0.5)
     inference_args=(--config gpu --batch 1 4 16 64 256 --seconds 1)
     sim_args=(--games 256 4096 16384 --seconds 1)
-    server_args=(--config gpu --clients 16 64 --seconds 3 --learning off)
+    # Ceiling and server-only half a second each: the server bench stays inside its minute.
+    server_args=(--config gpu --clients 16 64 --seconds 3 --learning off --ceiling-seconds 0.5
+                 --server-only-seconds 0.5)
     train_config=gpu
     train_seconds=180
 fi

@@ -31,8 +31,15 @@ def test_bench_server_short_json(capsys):
         assert ceiling > 0
         assert figures[f"ceiling_share_c{clients}"] == pytest.approx(
             figures[f"frames_per_s_c{clients}_learn_off"] / ceiling)
+        # The serving alone (a policy that costs nothing), and the bound the two set together.
+        server_only = figures[f"server_only_frames_per_s_c{clients}"]
+        assert server_only > 0
+        assert figures[f"serial_bound_frames_per_s_c{clients}"] == pytest.approx(
+            1 / (1 / ceiling + 1 / server_only))
     # The smoke preset learns with no replay-ratio limit: it steps while the clients play.
     assert figures["updates_c1_learn_on"] + figures["updates_c2_learn_on"] > 0
     assert figures["frames_per_s"] == max(v for k, v in figures.items()
                                           if k.startswith("frames_per_s_"))
     assert not any(k.startswith("ceiling") and "learn_on" in k for k in figures)
+    assert sorted(k for k in figures if k.startswith("server_only")) == [
+        "server_only_frames_per_s_c1", "server_only_frames_per_s_c2"]

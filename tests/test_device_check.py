@@ -20,7 +20,8 @@ EXPECTED_FIGURES = {
                   "ceiling_frames_per_s_b4"),
     "sim": ("steps_per_s_4", "steps_per_s", "kernels_4", "hlo_instructions_4"),
     "server": ("frames_per_s_c4_learn_off", "latency_ms_p50_c4_learn_off",
-               "latency_ms_p99_c4_learn_off", "ceiling_frames_per_s_c4", "ceiling_share_c4"),
+               "latency_ms_p99_c4_learn_off", "ceiling_frames_per_s_c4", "ceiling_share_c4",
+               "server_only_frames_per_s_c4", "serial_bound_frames_per_s_c4"),
 }
 
 

@@ -17,12 +17,22 @@ process a moment before the point, and `ceiling_share_cN` the point's frames/s o
 share stays well below 1 with lockstep clients: every batch waits for the act call, then for
 the server's replies, the clients' turnaround and the server's reads of the next frames, none
 of which overlap the call, and on a small machine the clients share the server's cores.
+
+That serving cost is measured too, before each learning-off point: the same clients against a
+server of the run's settings whose policy costs nothing (every reply a no-op, no replay sink)
+for `--server-only-seconds`: `server_only_frames_per_s_cN`. A lockstep batch costs its act
+call plus that serving, one after the other, so `serial_bound_frames_per_s_cN`, 1 / (1 /
+ceiling + 1 / server-only), is about the most the point can serve; what it falls short of that
+is what the replay sink and an act call between other work (its weights no longer in cache)
+add. The share of the ceiling a server can reach is then at most server-only / (ceiling +
+server-only).
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import threading
 import time
 
 import jax
@@ -33,6 +43,9 @@ from tempest_jax import protocol as P
 from tempest_jax.actor import ServerPolicy
 from tempest_jax.bench.report import alternating_times, table
 from tempest_jax.clients import ClientPool, run_lockstep
+from tempest_jax.config import ServerConfig
+from tempest_jax.policy import PolicyOutput
+from tempest_jax.server import GameServer
 from tempest_jax.simclient import frame_wire_bytes
 
 RECORDED_TICKS = 400
@@ -46,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ceiling-seconds", type=float, default=1.0,
                         help="seconds of act calls that measure each learning-off point's "
                              "inference ceiling (0: none)")
+    parser.add_argument("--server-only-seconds", type=float, default=1.0,
+                        help="seconds of lockstep clients against a server whose policy costs "
+                             "nothing, before each learning-off point (0: none)")
 
 
 def recorded_frames(games: int, ticks: int = RECORDED_TICKS, seed: int = 0) -> list[bytes]:
@@ -96,6 +112,41 @@ def _clients_process(address, frames, clients, seconds, out):
     out.put(run_lockstep(tuple(address), frames, clients, seconds))
 
 
+def _run_clients(ctx, address, frames: list[bytes], clients: int, seconds: float) -> dict:
+    """`run_lockstep` in a separate process (the clients' CPU is not this process's)."""
+    out = ctx.Queue()
+    proc = ctx.Process(target=_clients_process, args=(address, frames, clients, seconds, out))
+    proc.start()
+    try:
+        return out.get(timeout=seconds + 300)
+    finally:
+        proc.join(timeout=60)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
+def _no_op_policy(client_ids: np.ndarray, batch: P.FrameBatch) -> PolicyOutput:
+    """A policy that costs nothing: every reply the no-op action, from the network."""
+    rows = len(client_ids)
+    return PolicyOutput(joint=np.zeros(rows, np.int64), is_expert=np.zeros(rows, bool))
+
+
+def _server_only_frames_per_s(cfg: ServerConfig, ctx, frames: list[bytes], clients: int,
+                              seconds: float) -> float:
+    """Frames/s of `clients` lockstep clients against a server of `cfg` (on a free loopback
+    port) whose policy costs nothing and which has no replay sink: the serving alone."""
+    server = GameServer(cfg, _no_op_policy)
+    thread = threading.Thread(target=server.serve_forever, name="bench-server-only",
+                              daemon=True)
+    thread.start()
+    try:
+        return _run_clients(ctx, server.address, frames, clients, seconds)["frames_per_s"]
+    finally:
+        server.stop()
+        thread.join()
+
+
 def measure(args: argparse.Namespace):
     from tempest_jax.bench.served import ServedRun
 
@@ -111,24 +162,27 @@ def measure(args: argparse.Namespace):
         trainer = run.trainer
         ceiling_policy = ServerPolicy(trainer.inference, trainer.params, run.cfg.schedule,
                                       key=jax.random.key(1), max_clients=max(args.clients))
+        server_only_cfg = run.cfg.server
         for learning in phases:
             if learning:
                 trainer.controls.set_training(True)
                 learner_warmup_s = _warm_up_learner(trainer, frames)
             for clients in args.clients:
                 tag = f"c{clients}_learn_{'on' if learning else 'off'}"
-                ceiling = None
+                ceiling = server_only = None
                 if not learning and args.ceiling_seconds > 0:
                     ceiling = _ceiling_frames_per_s(ceiling_policy, frames, clients,
                                                     args.ceiling_seconds)
                     figures[f"ceiling_frames_per_s_c{clients}"] = ceiling
+                if not learning and args.server_only_seconds > 0:
+                    server_only = _server_only_frames_per_s(
+                        server_only_cfg, ctx, frames, clients, args.server_only_seconds)
+                    figures[f"server_only_frames_per_s_c{clients}"] = server_only
+                    if ceiling is not None:
+                        figures[f"serial_bound_frames_per_s_c{clients}"] = 1.0 / (
+                            1.0 / ceiling + 1.0 / server_only)
                 updates_before = trainer.updates
-                out = ctx.Queue()
-                proc = ctx.Process(target=_clients_process, args=(
-                    run.address, frames, clients, args.seconds, out))
-                proc.start()
-                result = out.get(timeout=args.seconds + 300)
-                proc.join()
+                result = _run_clients(ctx, run.address, frames, clients, args.seconds)
                 updates = trainer.updates - updates_before
                 share = None if ceiling is None else result["frames_per_s"] / ceiling
                 if share is not None:
@@ -140,7 +194,8 @@ def measure(args: argparse.Namespace):
                 rows.append((clients, "on" if learning else "off", result["frames_per_s"],
                              result["latency_ms_p50"], result["latency_ms_p99"], updates,
                              "" if ceiling is None else ceiling,
-                             "" if share is None else f"{share:.0%}"))
+                             "" if share is None else f"{share:.0%}",
+                             "" if server_only is None else server_only))
     if run.errors:
         raise RuntimeError("; ".join(run.errors))
     figures["frames_per_s"] = max(r[2] for r in rows)
@@ -150,9 +205,10 @@ def measure(args: argparse.Namespace):
                 "network_params": trainer.param_count, "batch_wait_ms":
                 run.cfg.server.batch_wait_ms, "devices": len(jax.local_devices()),
                 "learner_warmup_s": learner_warmup_s, "ceiling_seconds": args.ceiling_seconds,
+                "server_only_seconds": args.server_only_seconds,
                 "inference_dtype": trainer.inference.dtype_name,
                 "clients_share_cores_with_server": True}
     text = table(rows, ("clients", "learning", "frames/s", "p50 ms", "p99 ms", "updates",
-                        "ceiling frames/s", "share"))
+                        "ceiling frames/s", "share", "server-only frames/s"))
     return figures, settings, text + (f"\n(network: {trainer.param_count:,} parameters, "
                                       f"{trainer.inference.dtype_name} matmuls)")
