@@ -22,10 +22,10 @@ That serving cost is measured too, before each learning-off point: the same clie
 server of the run's settings whose policy costs nothing (every reply a no-op, no replay sink)
 for `--server-only-seconds`: `server_only_frames_per_s_cN`. A lockstep batch costs its act
 call plus that serving, one after the other, so `serial_bound_frames_per_s_cN`, 1 / (1 /
-ceiling + 1 / server-only), is about the most the point can serve; what it falls short of that
-is what the replay sink and an act call between other work (its weights no longer in cache)
-add. The share of the ceiling a server can reach is then at most server-only / (ceiling +
-server-only).
+ceiling + 1 / server-only), is about the most the point can serve; the point falls short of it
+by what the bound leaves out, mainly the replay sink's work on the server thread and the act
+call slowed by that work beside it. The share of the ceiling that lockstep serving can reach
+is at most server-only / (ceiling + server-only).
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def _run_clients(ctx, address, frames: list[bytes], clients: int, seconds: float
 
 
 def _no_op_policy(client_ids: np.ndarray, batch: P.FrameBatch) -> PolicyOutput:
-    """A policy that costs nothing: every reply the no-op action, from the network."""
+    """A policy that costs nothing: every reply the no-op action (as the network's)."""
     rows = len(client_ids)
     return PolicyOutput(joint=np.zeros(rows, np.int64), is_expert=np.zeros(rows, bool))
 
@@ -162,7 +162,6 @@ def measure(args: argparse.Namespace):
         trainer = run.trainer
         ceiling_policy = ServerPolicy(trainer.inference, trainer.params, run.cfg.schedule,
                                       key=jax.random.key(1), max_clients=max(args.clients))
-        server_only_cfg = run.cfg.server
         for learning in phases:
             if learning:
                 trainer.controls.set_training(True)
@@ -176,7 +175,7 @@ def measure(args: argparse.Namespace):
                     figures[f"ceiling_frames_per_s_c{clients}"] = ceiling
                 if not learning and args.server_only_seconds > 0:
                     server_only = _server_only_frames_per_s(
-                        server_only_cfg, ctx, frames, clients, args.server_only_seconds)
+                        run.cfg.server, ctx, frames, clients, args.server_only_seconds)
                     figures[f"server_only_frames_per_s_c{clients}"] = server_only
                     if ceiling is not None:
                         figures[f"serial_bound_frames_per_s_c{clients}"] = 1.0 / (
