@@ -53,9 +53,12 @@ RECORDED_TICKS = 400
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     cli.add_config_arguments(parser)
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16],
+                        help="lockstep client counts, one point each (default: 1 4 16)")
     parser.add_argument("--seconds", type=float, default=3.0, help="measured time per point")
-    parser.add_argument("--learning", choices=("off", "on", "both"), default="both")
+    parser.add_argument("--learning", choices=("off", "on", "both"), default="both",
+                        help="points with the learner paused, running, or both phases in turn "
+                             "(default: both)")
     parser.add_argument("--ceiling-seconds", type=float, default=1.0,
                         help="seconds of act calls that measure each learning-off point's "
                              "inference ceiling (0: none)")
