@@ -158,6 +158,8 @@ class Trainer:
                 signal.signal(sig, handler)
         if self.supervisor.failure is not None:
             raise RunFailed(self.supervisor.failure, resume_note)
+        log.info("run stopped at %s frames and %s updates; %s", f"{self.frames:,}",
+                 f"{self.updates:,}", resume_note)
         return 0
 
     def _shut_down(self) -> str:

@@ -200,7 +200,7 @@ def test_a_stop_with_frames_but_no_update_since_the_last_checkpoint_says_so(tmp_
     trainer = Trainer(cfg, RunDir.create(cfg), install_signal_handlers=False)
     assert trainer.save() == 0
     trainer.controls.set_training(False)  # frames, no updates: checkpoint 0 stays the only step
-    with caplog.at_level("WARNING", logger="tempest_jax.train"):
+    with caplog.at_level("INFO", logger="tempest_jax.train"):
         assert trainer.run(frames=2_000) == 0
     checkpointer = trainer.saver.checkpointer
     assert trainer.updates == 0 and checkpointer.all_steps() == [0]
@@ -211,6 +211,10 @@ def test_a_stop_with_frames_but_no_update_since_the_last_checkpoint_says_so(tmp_
     assert warnings == [f"no checkpoint at the stop: checkpoint 0 already holds update 0, so "
                         f"the {trainer.frames - saved:,} frames collected since (without an "
                         f"update) are in none; a resume continues from its {saved:,} frames"]
+    # The run's last line says where it stopped and what resumes it.
+    assert caplog.records[-1].getMessage() == (
+        f"run stopped at {trainer.frames:,} frames and 0 updates; the newest checkpoint is 0 in "
+        f"{trainer.saver.run_dir.path} (train --resume)")
 
 
 def test_periodic_evaluation_keeps_the_best_checkpoint_and_eval_can_take_it(tmp_path, capsys):
