@@ -80,18 +80,32 @@ def run_sim_clients(address: tuple[str, int], clients: int, ticks: int | None = 
                     seconds: float | None = None, seed: int = 0, start_level: int = 1,
                     record: bool = False, reply_timeout: float = 10.0,
                     cabinet: bool = False) -> SimClientRun:
-    """Play `clients` simulated games against the server for `ticks` ticks or `seconds`;
-    a reply missing for `reply_timeout` seconds raises TimeoutError. `cabinet`: whole
-    cabinets switched on in attract mode (`start_level` unused: the replies choose it)."""
-    if ticks is None and seconds is None:
-        raise ValueError("give ticks or seconds")
+    """Play `clients` simulated games against the server for `ticks` ticks or `seconds`, or,
+    with neither, until interrupted: a KeyboardInterrupt (Ctrl-C) then ends the play, which
+    returns what was played. A reply missing for `reply_timeout` seconds raises TimeoutError.
+    `cabinet`: whole cabinets switched on in attract mode (`start_level` unused: the replies
+    choose it)."""
+    run = SimClientRun(ticks=0, frames=0, seconds=0.0)
+    try:
+        _play(run, address, clients, ticks, seconds, seed, start_level, record, reply_timeout,
+              cabinet)
+    except KeyboardInterrupt:
+        if ticks is not None or seconds is not None:
+            raise
+    return run
+
+
+def _play(run: SimClientRun, address: tuple[str, int], clients: int, ticks: int | None,
+          seconds: float | None, seed: int, start_level: int, record: bool,
+          reply_timeout: float, cabinet: bool) -> None:
+    """`run_sim_clients`' play, counted into `run` as it goes (an interrupted play keeps its
+    count); the seconds are those from the first exchange."""
     if cabinet:
         state, frame = sim.cabinet_reset(jax.random.key(seed), clients)
         control = C.initial_control(clients)
     else:
         state, frame = sim.reset(jax.random.key(seed), clients, start_level)
     pool = ClientPool(address, clients, timeout=reply_timeout)
-    run = SimClientRun(ticks=0, frames=0, seconds=0.0)
     start = time.perf_counter()
     try:
         while (ticks is None or run.ticks < ticks) and (
@@ -112,5 +126,4 @@ def run_sim_clients(address: tuple[str, int], clients: int, ticks: int | None = 
             run.frames += clients
     finally:
         pool.close()
-    run.seconds = time.perf_counter() - start
-    return run
+        run.seconds = time.perf_counter() - start

@@ -2,7 +2,8 @@
 
 Each game is one TCP client speaking the wire protocol in lockstep (frame, then wait for the
 5-byte reply), exactly as the Lua client does in MAME. Use it to train through the server without
-ROMs, or to load-test a server.
+ROMs, or to load-test a server. They play until Ctrl-C (or --ticks, --seconds), then print the
+frames they played.
 
 With --cabinet each client is a whole simulated cabinet (attract mode, coin, start, level
 select to the server's start settings, initials), played as the Lua client plays MAME.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import signal
 import sys
 
 
@@ -33,8 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="HOST:PORT", help="server address (default 127.0.0.1:9999)")
     parser.add_argument("--processes", type=int, default=1,
                         help="split the clients over this many processes")
-    parser.add_argument("--ticks", type=int, default=None, help="stop after this many ticks")
-    parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    parser.add_argument("--ticks", type=int, default=None,
+                        help="stop after this many ticks (default: play until Ctrl-C)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="stop after this long (default: play until Ctrl-C)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--start-level", type=int, default=1,
                         help="1-based level games start on (not with --cabinet)")
@@ -60,13 +64,19 @@ def run(args: argparse.Namespace) -> int:
             results = [_play(args, shares[0], args.seed)]
         else:
             with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
-                results = pool.starmap(_play, [(args, n, args.seed + i)
-                                               for i, n in enumerate(shares)])
+                # Ctrl-C reaches every process of the terminal's group: the clients' processes
+                # end their play and return it, and this one waits for them.
+                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+                try:
+                    results = pool.starmap(_play, [(args, n, args.seed + i)
+                                                   for i, n in enumerate(shares)])
+                finally:
+                    signal.signal(signal.SIGINT, previous)
     except (ConnectionError, OSError, TimeoutError) as e:
         print(f"sim-client: {args.server[0]}:{args.server[1]}: {e}", file=sys.stderr)
         return 1
     frames = sum(f for f, _ in results)
     seconds = max(s for _, s in results)
-    print(f"{args.clients} clients: {frames:,} frames in {seconds:.1f} s "
-          f"({frames / seconds:,.0f} frames/s)")
+    rate = frames / seconds if seconds else 0.0
+    print(f"{args.clients} clients: {frames:,} frames in {seconds:.1f} s ({rate:,.0f} frames/s)")
     return 0
