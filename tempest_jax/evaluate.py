@@ -90,10 +90,35 @@ def checkpoint_facts(path: str | Path, which: str, restored: Restored) -> dict:
             "init_from": str(restored.counters.get("init_from", ""))}
 
 
-def _progress_bar(name: str, finished: int, games: int, detail: str) -> None:
-    bar = "#" * (30 * min(finished, games) // games)
-    print(f"\r{name:>8} [{bar:<30}] {min(finished, games)}/{games} games over, {detail}",
-          end="", file=sys.stderr, flush=True)
+class ProgressLine:
+    """One policy's progress on stderr, written only when it changes: on a terminal one line
+    rewritten in place; elsewhere (a log file) a line of its own each time the bar grows, so a
+    log gets a few lines per policy rather than one per server turn."""
+
+    WIDTH = 30
+
+    def __init__(self, name: str, games: int, enabled: bool = True, stream=None):
+        self.name, self.games, self.enabled = name, games, enabled
+        self.stream = sys.stderr if stream is None else stream
+        self.in_place = self.stream.isatty()
+        self._text = self._bar = None
+
+    def update(self, finished: int, detail: str) -> None:
+        if not self.enabled:
+            return
+        done = min(finished, self.games)
+        bar = "#" * (self.WIDTH * done // self.games)
+        text = f"{self.name:>8} [{bar:<{self.WIDTH}}] {done}/{self.games} games over, {detail}"
+        if self.in_place and text != self._text:
+            print(f"\r{text}", end="", file=self.stream, flush=True)
+        elif not self.in_place and bar != self._bar:
+            print(text, file=self.stream, flush=True)
+        self._text, self._bar = text, bar
+
+    def close(self) -> None:
+        """End the line on a terminal."""
+        if self.enabled and self.in_place and self._text is not None:
+            print(file=self.stream, flush=True)
 
 
 def evaluate(path: str | Path, games: int, seed: int = 0, max_ticks: int = 100_000,
@@ -108,9 +133,10 @@ def evaluate(path: str | Path, games: int, seed: int = 0, max_ticks: int = 100_0
                "env": "sim"}
     recorders = {}
     for name in POLICY_ORDER:
-        def progress(ticks, finished, name=name):
-            if show_progress:
-                _progress_bar(name, finished, games, f"{ticks:,} ticks")
+        line = ProgressLine(name, games, enabled=show_progress)
+
+        def progress(ticks, finished, line=line):
+            line.update(finished, f"{ticks:,} ticks")
 
         if video is not None and name in video.policies:
             q_values = network_q_values(learner) if name == "network" and video.q_overlay \
@@ -121,8 +147,7 @@ def evaluate(path: str | Path, games: int, seed: int = 0, max_ticks: int = 100_0
         stats = play.play(policies[name], games, max_ticks=max_ticks, seed=seed,
                           start_level=start_level, params=params, progress=progress,
                           recorder=recorders.get(name))
-        if show_progress:
-            print(file=sys.stderr)
+        line.close()
         results[name] = play.summary(jax.device_get(stats))
     if video is not None:
         results["video"] = write_video(video, {name: recorders[name].recordings()
@@ -220,16 +245,17 @@ def evaluate_served(path: str | Path, games: int, server_cfg: ServerConfig, seed
         for name in POLICY_ORDER:
             policy.mode = name
             recorder.restart()
-            while len(recorder.games) < games:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{name}: {len(recorder.games)} of {games} games "
-                                       f"finished in {timeout_s:.0f} s")
-                server.poll(0.05)
-                if show_progress:
-                    _progress_bar(name, len(recorder.games), games,
-                                  f"{server.stats.clients_connected} clients")
-            if show_progress:
-                print(file=sys.stderr)
+            line = ProgressLine(name, games, enabled=show_progress)
+            try:
+                while len(recorder.games) < games:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{name}: {len(recorder.games)} of {games} games "
+                                           f"finished in {timeout_s:.0f} s")
+                    server.poll(0.05)
+                    line.update(len(recorder.games),
+                                f"{server.stats.clients_connected} clients")
+            finally:
+                line.close()  # an error message starts on a line of its own
             finished = recorder.games[:games]
             stats = {key: np.asarray([g[key] for g in finished]) for key in finished[0]}
             results[name] = play.summary({"finished": np.ones(games, bool), **stats})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import threading
 from types import SimpleNamespace
@@ -19,7 +20,7 @@ from tempest_jax.bench.protocol_bench import random_wire_frames
 from tempest_jax.cli import main
 from tempest_jax.clients import ClientPool
 from tempest_jax.config import ServerConfig, load_config
-from tempest_jax.evaluate import GameRecorder, evaluate, evaluate_served
+from tempest_jax.evaluate import GameRecorder, ProgressLine, evaluate, evaluate_served
 from tempest_jax.metrics import read_metrics
 from tempest_jax.rundir import RunDir
 from tempest_jax.trackers import scalars
@@ -187,6 +188,44 @@ def test_plot_draws_the_runs_curves(sim_run, tmp_path):
     rgb = pixels[..., :3]
     assert (rgb < 0.9).mean() > 0.02
     assert (rgb.max(axis=-1) - rgb.min(axis=-1) > 0.3).sum() > 200
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+PROGRESS_UPDATES = [(0, "0 clients"), (0, "1 clients"), (0, "1 clients"), (1, "1 clients"),
+                    (1, "1 clients"), (2, "0 clients")]
+
+
+def test_eval_progress_goes_to_a_log_as_a_line_per_step_of_the_bar():
+    log = _Stream(tty=False)
+    line = ProgressLine("network", 2, stream=log)
+    for finished, detail in PROGRESS_UPDATES:
+        line.update(finished, detail)
+    line.close()
+    assert log.getvalue().splitlines() == [
+        " network [                              ] 0/2 games over, 0 clients",
+        " network [###############               ] 1/2 games over, 1 clients",
+        " network [##############################] 2/2 games over, 0 clients"]
+
+
+def test_eval_progress_on_a_terminal_is_rewritten_only_when_it_changes():
+    tty = _Stream(tty=True)
+    line = ProgressLine("expert", 2, stream=tty)
+    for finished, detail in PROGRESS_UPDATES:
+        line.update(finished, detail)
+    line.close()
+    assert tty.getvalue() == (
+        "\r  expert [                              ] 0/2 games over, 0 clients"
+        "\r  expert [                              ] 0/2 games over, 1 clients"
+        "\r  expert [###############               ] 1/2 games over, 1 clients"
+        "\r  expert [##############################] 2/2 games over, 0 clients\n")
 
 
 def test_plot_rejects_a_directory_without_metrics(tmp_path):
