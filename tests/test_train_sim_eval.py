@@ -203,25 +203,25 @@ PROGRESS_UPDATES = [(0, "0 clients"), (0, "1 clients"), (0, "1 clients"), (1, "1
                     (1, "1 clients"), (2, "0 clients")]
 
 
-def test_eval_progress_goes_to_a_log_as_a_line_per_step_of_the_bar():
-    log = _Stream(tty=False)
-    line = ProgressLine("network", 2, stream=log)
+def _progress_written(name: str, tty: bool) -> str:
+    """What a `ProgressLine` of 2 games writes for PROGRESS_UPDATES, then its close."""
+    stream = _Stream(tty)
+    line = ProgressLine(name, 2, stream=stream)
     for finished, detail in PROGRESS_UPDATES:
         line.update(finished, detail)
     line.close()
-    assert log.getvalue().splitlines() == [
+    return stream.getvalue()
+
+
+def test_eval_progress_goes_to_a_log_as_a_line_per_step_of_the_bar():
+    assert _progress_written("network", tty=False).splitlines() == [
         " network [                              ] 0/2 games over, 0 clients",
         " network [###############               ] 1/2 games over, 1 clients",
         " network [##############################] 2/2 games over, 0 clients"]
 
 
 def test_eval_progress_on_a_terminal_is_rewritten_only_when_it_changes():
-    tty = _Stream(tty=True)
-    line = ProgressLine("expert", 2, stream=tty)
-    for finished, detail in PROGRESS_UPDATES:
-        line.update(finished, detail)
-    line.close()
-    assert tty.getvalue() == (
+    assert _progress_written("expert", tty=True) == (
         "\r  expert [                              ] 0/2 games over, 0 clients"
         "\r  expert [                              ] 0/2 games over, 1 clients"
         "\r  expert [###############               ] 1/2 games over, 1 clients"
