@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import re
 import threading
 from types import SimpleNamespace
 
@@ -233,6 +234,16 @@ def test_plot_rejects_a_directory_without_metrics(tmp_path):
         main(["plot", str(tmp_path)])
 
 
+def test_eval_and_resume_of_a_missing_run_say_so_in_one_line(tmp_path):
+    missing = str(tmp_path / "no-such-run")
+    with pytest.raises(SystemExit, match=f"^tempest-jax eval: {re.escape(missing)}: no such "
+                                         "run or checkpoint directory$"):
+        main(["eval", missing])
+    with pytest.raises(SystemExit, match=f"^tempest-jax train: --resume: {re.escape(missing)} "
+                                         r"is not a run directory \(no config.toml\)$"):
+        main(["train", "--resume", missing])
+
+
 def test_a_stop_with_frames_but_no_update_since_the_last_checkpoint_says_so(tmp_path, caplog):
     cfg = load_config("smoke", [f"run.dir={tmp_path}", "run.name=paused", "env.num_games=8",
                                 "env.rollout_steps=8", "run.log_interval_s=3600"])
@@ -297,5 +308,6 @@ def test_periodic_evaluation_keeps_the_best_checkpoint_and_eval_can_take_it(tmp_
     assert main(["eval", str(run_dir.path), "--checkpoint", str(kept[0]), "--episodes", "2",
                  "--max-ticks", "300", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["step"] == kept[0]
-    with pytest.raises(FileNotFoundError, match="no checkpoint 7"):
+    with pytest.raises(SystemExit, match="^tempest-jax eval: no checkpoint 7 in .* \\(its "
+                                         "checkpoints: "):
         main(["eval", str(run_dir.path), "--checkpoint", "7", "--episodes", "1"])

@@ -59,19 +59,24 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("tempest-jax eval: --episodes must be >= 1")
     if args.env == "mame" and args.video is not None:
         raise SystemExit("tempest-jax eval: --video applies to --env sim only")
-    if args.env == "mame":
-        results = evaluate_served(args.checkpoint, args.episodes, _server_config(args),
-                                  seed=args.seed, timeout_s=args.timeout,
-                                  show_progress=not args.json, checkpoint=args.which)
-    else:
-        if args.overrides:
-            raise SystemExit("tempest-jax eval: --set applies to --env mame only")
-        from tempest_jax.video import POLICY_CHOICES
+    if args.env == "sim" and args.overrides:
+        raise SystemExit("tempest-jax eval: --set applies to --env mame only")
+    try:
+        if args.env == "mame":
+            results = evaluate_served(args.checkpoint, args.episodes, _server_config(args),
+                                      seed=args.seed, timeout_s=args.timeout,
+                                      show_progress=not args.json, checkpoint=args.which)
+        else:
+            from tempest_jax.video import POLICY_CHOICES
 
-        video = video_request(args, POLICY_CHOICES[args.video_policy], args.episodes, "eval")
-        results = evaluate(args.checkpoint, args.episodes, seed=args.seed,
-                           max_ticks=args.max_ticks, start_level=args.start_level,
-                           show_progress=not args.json, video=video, checkpoint=args.which)
+            video = video_request(args, POLICY_CHOICES[args.video_policy], args.episodes,
+                                  "eval")
+            results = evaluate(args.checkpoint, args.episodes, seed=args.seed,
+                               max_ticks=args.max_ticks, start_level=args.start_level,
+                               show_progress=not args.json, video=video,
+                               checkpoint=args.which)
+    except (FileNotFoundError, TimeoutError) as e:  # no such run or checkpoint; no clients
+        raise SystemExit(f"tempest-jax eval: {e}") from None
     if args.json:
         print(json.dumps(results))
         return 0

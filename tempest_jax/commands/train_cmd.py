@@ -105,7 +105,11 @@ def run(args: argparse.Namespace) -> int:
     if args.init_optimizer:
         overrides.append("run.init_optimizer=true")
     if args.resume:
-        cfg = load_config(str(RunDir.open(args.resume).config_file), overrides)
+        try:
+            run_config = RunDir.open(args.resume).config_file
+        except FileNotFoundError as e:
+            raise SystemExit(f"tempest-jax train: --resume: {e}") from None
+        cfg = load_config(str(run_config), overrides)
         # The process layout belongs to this invocation, not to the run that was saved.
         cfg = dataclasses.replace(cfg, distributed=load_config(None, [
             o for o in overrides if o.strip().startswith("distributed.")]).distributed)
