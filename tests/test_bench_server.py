@@ -5,9 +5,12 @@ compilation), and the report's figures agree with each other."""
 from __future__ import annotations
 
 import json
+import multiprocessing
+import socket
 
 import pytest
 
+from tempest_jax.bench.server_bench import _run_clients
 from tempest_jax.cli import main
 
 
@@ -43,3 +46,27 @@ def test_bench_server_short_json(capsys):
     assert not any(k.startswith("ceiling") and "learn_on" in k for k in figures)
     assert sorted(k for k in figures if k.startswith("server_only")) == [
         "server_only_frames_per_s_c1", "server_only_frames_per_s_c2"]
+
+
+@pytest.mark.timeout(300)
+def test_a_client_process_that_dies_ends_the_point_with_an_error_at_once():
+    """The clients run in a process of their own; one that fails (here: nothing listens at the
+    address) is reported as soon as it has exited, not after the point's 300 s grace."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        address = unused.getsockname()
+    ctx = multiprocessing.get_context("spawn")
+    with pytest.raises(RuntimeError, match=r"the process of 1 lockstep clients reported "
+                                           r"nothing \(exited with code 1\)"):
+        _run_clients(ctx, address, [b""], clients=1, seconds=0.5)
+
+
+def test_bench_numbers_out_of_range_are_usage_errors(capsys):
+    for argv, message in ((["server", "--clients", "0"], "argument --clients: must be > 0"),
+                          (["server", "--seconds", "0"], "argument --seconds: must be > 0"),
+                          (["sim", "--seconds", "nan"], "argument --seconds: must be > 0"),
+                          (["learner", "--k", "x"], "argument --k: expected an integer")):
+        with pytest.raises(SystemExit) as stopped:
+            main(["bench", *argv])
+        assert stopped.value.code == 2
+        assert message in capsys.readouterr().err

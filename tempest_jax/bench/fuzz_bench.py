@@ -39,7 +39,7 @@ import numpy as np
 
 from tempest_jax import protocol as P
 from tempest_jax.bench.fuzz_inputs import POOL_FRAMES, FramePool, Source, StreamCase, generate_case
-from tempest_jax.bench.report import table
+from tempest_jax.bench.report import positive, table
 
 BULK_ROWS = 256
 KEPT_FAILURES = 5
@@ -330,7 +330,7 @@ def run_fuzz(inputs: int, seed: int, progress: Callable[[Tally], None] | None = 
 # --- the bench --------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--inputs", type=int, default=1_000_000, help="byte streams to try")
+    parser.add_argument("--inputs", type=positive(), default=1_000_000, help="byte streams to try")
     parser.add_argument("--seed", type=int, default=0)
     from tempest_jax.bench import server_fuzz
     server_fuzz.add_arguments(parser)

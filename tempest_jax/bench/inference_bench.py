@@ -22,7 +22,7 @@ import numpy as np
 
 from tempest_jax import protocol as P
 from tempest_jax.actor import Inference, ParamStore, ServerPolicy, greedy
-from tempest_jax.bench.report import alternating_times, table
+from tempest_jax.bench.report import alternating_times, positive, table
 from tempest_jax.bench.server_bench import act_call, recorded_frames
 from tempest_jax.cli import add_config_arguments, config_from_args
 from tempest_jax.learner import make_learner
@@ -31,9 +31,9 @@ from tempest_jax.networks import param_count
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 4, 16, 64],
+    parser.add_argument("--batch", type=positive(), nargs="+", default=[1, 4, 16, 64],
                         help="frames per call (default: 1 4 16 64)")
-    parser.add_argument("--seconds", type=float, default=3.0,
+    parser.add_argument("--seconds", type=positive(float), default=3.0,
                         help="seconds of alternating calls per batch size (default: 3)")
 
 

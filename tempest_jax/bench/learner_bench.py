@@ -25,7 +25,7 @@ import time
 import jax
 import numpy as np
 
-from tempest_jax.bench.report import best_rate, progress, table
+from tempest_jax.bench.report import best_rate, positive, progress, table
 from tempest_jax.cli import add_config_arguments, config_from_args
 from tempest_jax.features import NUM_ACTIONS, STATE_SIZE
 from tempest_jax.learner import Batch, make_learner
@@ -37,14 +37,14 @@ BATCH_POOL = 3
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--batch", type=int, nargs="+", default=[256, 768],
+    parser.add_argument("--batch", type=positive(), nargs="+", default=[256, 768],
                         help="batch sizes (default: 256 768)")
-    parser.add_argument("--k", type=int, nargs="+", default=[1, 8, 32],
+    parser.add_argument("--k", type=positive(), nargs="+", default=[1, 8, 32],
                         help="updates per dispatch (default: 1 8 32)")
     parser.add_argument("--devices", type=_device_counts, default=None, metavar="N[,N...]",
                         help="device counts to split each batch over, e.g. 1,2,4 (default: all "
                              "local devices); fake CPU devices where a host has fewer")
-    parser.add_argument("--seconds", type=float, default=2.0,
+    parser.add_argument("--seconds", type=positive(float), default=2.0,
                         help="minimum seconds per timed round (default: 2)")
 
 

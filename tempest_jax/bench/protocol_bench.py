@@ -13,14 +13,15 @@ import argparse
 import numpy as np
 
 from tempest_jax import protocol as P
-from tempest_jax.bench.report import best_rate, table
+from tempest_jax.bench.report import best_rate, positive, table
 from tempest_jax.features import STATE_SIZE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--frames", type=int, default=4096, help="frames per bulk decode")
-    parser.add_argument("--chunk", type=int, default=65536, help="bytes per stream read")
-    parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement round")
+    parser.add_argument("--frames", type=positive(), default=4096, help="frames per bulk decode")
+    parser.add_argument("--chunk", type=positive(), default=65536, help="bytes per stream read")
+    parser.add_argument("--seconds", type=positive(float), default=1.0,
+                        help="time per measurement round")
 
 
 def random_wire_frames(n: int, seed: int = 0) -> bytes:

@@ -15,12 +15,14 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from tempest_jax.bench.report import positive
+
     parser.add_argument("--size", type=int, default=256, help="picture width and height")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 12],
                         help="start levels of the recorded games (default: 1 8 12)")
-    parser.add_argument("--ticks", type=int, default=500,
+    parser.add_argument("--ticks", type=positive(), default=500,
                         help="ticks recorded per start level (whole chunks of 500)")
-    parser.add_argument("--seconds", type=float, default=1.0,
+    parser.add_argument("--seconds", type=positive(float), default=1.0,
                         help="minimum timed seconds per round (best of 3 rounds)")
 
 

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from tempest_jax.bench.report import best_rate, table
+from tempest_jax.bench.report import best_rate, positive, table
 from tempest_jax.features import NUM_ACTIONS, STATE_SIZE
 from tempest_jax.replay import NStepAccumulator, ReplayBuffer
 
@@ -26,11 +26,11 @@ _POOL = 8192
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--capacity", type=int, default=1_000_000, help="transitions held")
-    parser.add_argument("--streams", type=int, default=64,
+    parser.add_argument("--capacity", type=positive(), default=1_000_000, help="transitions held")
+    parser.add_argument("--streams", type=positive(), default=64,
                         help="frames per insert batch (one per stream)")
-    parser.add_argument("--batch-size", type=int, default=256, help="sampled batch size")
-    parser.add_argument("--seconds", type=float, default=1.0, help="time per timed round")
+    parser.add_argument("--batch-size", type=positive(), default=256, help="sampled batch size")
+    parser.add_argument("--seconds", type=positive(float), default=1.0, help="time per timed round")
     parser.add_argument("--seed", type=int, default=0)
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import queue
 import threading
 import time
 
@@ -41,7 +42,7 @@ import numpy as np
 from tempest_jax import cli, sim
 from tempest_jax import protocol as P
 from tempest_jax.actor import ServerPolicy
-from tempest_jax.bench.report import alternating_times, table
+from tempest_jax.bench.report import alternating_times, non_negative, positive, table
 from tempest_jax.clients import ClientPool, run_lockstep
 from tempest_jax.config import ServerConfig
 from tempest_jax.policy import PolicyOutput
@@ -53,16 +54,17 @@ RECORDED_TICKS = 400
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     cli.add_config_arguments(parser)
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16],
+    parser.add_argument("--clients", type=positive(), nargs="+", default=[1, 4, 16],
                         help="lockstep client counts, one point each (default: 1 4 16)")
-    parser.add_argument("--seconds", type=float, default=3.0, help="measured time per point")
+    parser.add_argument("--seconds", type=positive(float), default=3.0,
+                        help="measured time per point")
     parser.add_argument("--learning", choices=("off", "on", "both"), default="both",
                         help="points with the learner paused, running, or both phases in turn "
                              "(default: both)")
-    parser.add_argument("--ceiling-seconds", type=float, default=1.0,
+    parser.add_argument("--ceiling-seconds", type=non_negative(float), default=1.0,
                         help="seconds of act calls that measure each learning-off point's "
                              "inference ceiling (0: none)")
-    parser.add_argument("--server-only-seconds", type=float, default=1.0,
+    parser.add_argument("--server-only-seconds", type=non_negative(float), default=1.0,
                         help="seconds of lockstep clients against a server whose policy costs "
                              "nothing, before each learning-off point (0: none)")
 
@@ -116,12 +118,25 @@ def _clients_process(address, frames, clients, seconds, out):
 
 
 def _run_clients(ctx, address, frames: list[bytes], clients: int, seconds: float) -> dict:
-    """`run_lockstep` in a separate process (the clients' CPU is not this process's)."""
+    """`run_lockstep` in a separate process (the clients' CPU is not this process's). A client
+    process that dies (its traceback is on stderr) or hangs ends the point with an error."""
     out = ctx.Queue()
     proc = ctx.Process(target=_clients_process, args=(address, frames, clients, seconds, out))
     proc.start()
+    deadline = time.monotonic() + seconds + 300
     try:
-        return out.get(timeout=seconds + 300)
+        while proc.is_alive() and time.monotonic() < deadline:
+            try:
+                return out.get(timeout=1.0)
+            except queue.Empty:
+                pass
+        try:
+            return out.get(timeout=1.0)  # what it put just before it exited
+        except queue.Empty:
+            state = ("still running" if proc.is_alive()
+                     else f"exited with code {proc.exitcode}")
+            raise RuntimeError(f"bench server: the process of {clients} lockstep clients "
+                               f"reported nothing ({state})") from None
     finally:
         proc.join(timeout=60)
         if proc.is_alive():

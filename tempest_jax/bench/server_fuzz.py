@@ -51,14 +51,16 @@ MUTATED_RUN = 48  # frames in a hostile run at most (below the server's queued-f
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`bench fuzz`'s options for --server."""
+    from tempest_jax.bench.report import positive
+
     server = parser.add_argument_group(
         "--server", "attack a live training server instead: 4 healthy lockstep clients beside "
                     "hostile ones")
     server.add_argument("--server", action="store_true",
                         help="fuzz a live training server over loopback")
-    server.add_argument("--seconds", type=float, default=60.0,
+    server.add_argument("--seconds", type=positive(float), default=60.0,
                         help="how long the clients play and attack (--server)")
-    server.add_argument("--replay-capacity", type=int, default=1_000_000,
+    server.add_argument("--replay-capacity", type=positive(), default=1_000_000,
                         help="replay slots: enough to keep every transition for the check")
     server.add_argument("--config", default="smoke", metavar="PRESET|FILE",
                         help="the server's config (--server; default: smoke)")

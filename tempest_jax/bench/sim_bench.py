@@ -15,11 +15,13 @@ import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--games", type=int, nargs="+", default=[1, 256, 4096],
+    from tempest_jax.bench.report import non_negative, positive
+
+    parser.add_argument("--games", type=positive(), nargs="+", default=[1, 256, 4096],
                         help="parallel game counts to measure (default: 1 256 4096)")
-    parser.add_argument("--seconds", type=float, default=1.0,
+    parser.add_argument("--seconds", type=positive(float), default=1.0,
                         help="minimum timed seconds per round (best of 3 rounds)")
-    parser.add_argument("--warmup-ticks", type=int, default=300,
+    parser.add_argument("--warmup-ticks", type=non_negative(), default=300,
                         help="ticks played before timing, so games are mid-level")
 
 
@@ -32,8 +34,6 @@ def measure(args: argparse.Namespace):
 
     figures, rows = {}, []
     for n in args.games:
-        if n < 1:
-            raise SystemExit("tempest-jax bench sim: --games values must be >= 1")
         state, frame = sim.reset(jax.random.key(0), n)
         actions = jax.block_until_ready(sim.expert_actions(frame))
         start = time.perf_counter()
