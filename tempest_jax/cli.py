@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 
 from tempest_jax import __version__, hostmem
 from tempest_jax.config import DEFAULT_PRESET, Config, ConfigError, load_config
@@ -43,6 +44,31 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.config, args.overrides)
+
+
+def _bounded(kind: type, accepts: Callable[[float], bool], bound: str) -> Callable[[str], float]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if not accepts(value):  # NaN fails every comparison, so it lands here too
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    return parse
+
+
+def positive(kind: type = int) -> Callable[[str], float]:
+    """An argparse type: a `kind` (int or float) greater than 0, else a usage error naming the
+    option (a count or a duration of 0 would only fail later, deep in the command's work)."""
+    return _bounded(kind, lambda value: value > 0, "> 0")
+
+
+def non_negative(kind: type = int) -> Callable[[str], float]:
+    """An argparse type: a `kind` (int or float) of at least 0."""
+    return _bounded(kind, lambda value: value >= 0, ">= 0")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -60,13 +60,3 @@ def test_a_client_process_that_dies_ends_the_point_with_an_error_at_once():
                                            r"nothing \(exited with code 1\)"):
         _run_clients(ctx, address, [b""], clients=1, seconds=0.5)
 
-
-def test_bench_numbers_out_of_range_are_usage_errors(capsys):
-    for argv, message in ((["server", "--clients", "0"], "argument --clients: must be > 0"),
-                          (["server", "--seconds", "0"], "argument --seconds: must be > 0"),
-                          (["sim", "--seconds", "nan"], "argument --seconds: must be > 0"),
-                          (["learner", "--k", "x"], "argument --k: expected an integer")):
-        with pytest.raises(SystemExit) as stopped:
-            main(["bench", *argv])
-        assert stopped.value.code == 2
-        assert message in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""The installed `tempest-jax` command: help, config show, config errors, bench JSON format."""
+"""The installed `tempest-jax` command: help, config show, config and usage errors, bench JSON
+format."""
 
 from __future__ import annotations
 
@@ -52,3 +53,27 @@ def test_bench_protocol_json_format(capsys):
     assert set(report) == {"bench", "figures", "settings", "machine"}
     assert report["figures"]["frames_per_s"] > 0
     assert report["settings"]["frames"] == 512
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["bench", "server", "--clients", "0"], "argument --clients: must be > 0, got 0"),
+    (["bench", "server", "--seconds", "0"], "argument --seconds: must be > 0, got 0"),
+    (["bench", "sim", "--seconds", "nan"], "argument --seconds: must be > 0, got nan"),
+    (["bench", "learner", "--k", "x"], "argument --k: expected an integer, got 'x'"),
+    (["eval", "runs/x", "--episodes", "0"], "argument --episodes: must be > 0, got 0"),
+    (["train", "--frames", "-5"], "argument --frames: must be > 0, got -5"),
+    (["sim-client", "--ticks", "0"], "argument --ticks: must be > 0, got 0")])
+def test_counts_and_durations_out_of_range_are_usage_errors(capsys, argv, message):
+    """Refused while the arguments are parsed, naming the option: a count or a duration of 0
+    would otherwise fail (or hang) deep in the command's work."""
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["eval", "runs/x", "--start-level", "0"],
+                                  ["sim-client", "--start-level", "100"]])
+def test_a_start_level_is_checked_as_the_config_checks_it(capsys, argv):
+    assert main(argv) == 2
+    assert "config error: env.start_level" in capsys.readouterr().err

@@ -39,7 +39,8 @@ import numpy as np
 
 from tempest_jax import protocol as P
 from tempest_jax.bench.fuzz_inputs import POOL_FRAMES, FramePool, Source, StreamCase, generate_case
-from tempest_jax.bench.report import positive, table
+from tempest_jax.bench.report import table
+from tempest_jax.cli import positive
 
 BULK_ROWS = 256
 KEPT_FAILURES = 5

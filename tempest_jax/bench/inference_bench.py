@@ -22,9 +22,9 @@ import numpy as np
 
 from tempest_jax import protocol as P
 from tempest_jax.actor import Inference, ParamStore, ServerPolicy, greedy
-from tempest_jax.bench.report import alternating_times, positive, table
+from tempest_jax.bench.report import alternating_times, table
 from tempest_jax.bench.server_bench import act_call, recorded_frames
-from tempest_jax.cli import add_config_arguments, config_from_args
+from tempest_jax.cli import add_config_arguments, config_from_args, positive
 from tempest_jax.learner import make_learner
 from tempest_jax.networks import param_count
 

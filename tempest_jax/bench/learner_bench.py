@@ -25,8 +25,8 @@ import time
 import jax
 import numpy as np
 
-from tempest_jax.bench.report import best_rate, positive, progress, table
-from tempest_jax.cli import add_config_arguments, config_from_args
+from tempest_jax.bench.report import best_rate, progress, table
+from tempest_jax.cli import add_config_arguments, config_from_args, positive
 from tempest_jax.features import NUM_ACTIONS, STATE_SIZE
 from tempest_jax.learner import Batch, make_learner
 from tempest_jax.networks import param_count

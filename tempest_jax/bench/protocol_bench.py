@@ -13,7 +13,8 @@ import argparse
 import numpy as np
 
 from tempest_jax import protocol as P
-from tempest_jax.bench.report import best_rate, positive, table
+from tempest_jax.bench.report import best_rate, table
+from tempest_jax.cli import positive
 from tempest_jax.features import STATE_SIZE
 
 

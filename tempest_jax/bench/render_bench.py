@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tempest_jax.bench.report import positive
+    from tempest_jax.cli import positive
 
     parser.add_argument("--size", type=int, default=256, help="picture width and height")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 12],

@@ -17,7 +17,8 @@ import time
 
 import numpy as np
 
-from tempest_jax.bench.report import best_rate, positive, table
+from tempest_jax.bench.report import best_rate, table
+from tempest_jax.cli import positive
 from tempest_jax.features import NUM_ACTIONS, STATE_SIZE
 from tempest_jax.replay import NStepAccumulator, ReplayBuffer
 

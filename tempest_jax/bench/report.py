@@ -1,8 +1,7 @@
-"""Shared helpers for benchmarks: option types, machine description, timing, text tables."""
+"""Shared helpers for benchmarks: machine description, timing, text tables."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -10,31 +9,6 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-
-
-def _bounded(kind: type, accepts: Callable[[float], bool], bound: str) -> Callable[[str], float]:
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
-        if not accepts(value):  # NaN fails every comparison, so it lands here too
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
-        return value
-
-    return parse
-
-
-def positive(kind: type = int) -> Callable[[str], float]:
-    """An argparse type: a `kind` (int or float) greater than 0, else a usage error naming the
-    option (a count or a duration of 0 would only fail later, deep in the measurement)."""
-    return _bounded(kind, lambda value: value > 0, "> 0")
-
-
-def non_negative(kind: type = int) -> Callable[[str], float]:
-    """An argparse type: a `kind` (int or float) of at least 0."""
-    return _bounded(kind, lambda value: value >= 0, ">= 0")
 
 
 def machine_info() -> dict:

@@ -42,7 +42,8 @@ import numpy as np
 from tempest_jax import cli, sim
 from tempest_jax import protocol as P
 from tempest_jax.actor import ServerPolicy
-from tempest_jax.bench.report import alternating_times, non_negative, positive, table
+from tempest_jax.bench.report import alternating_times, table
+from tempest_jax.cli import non_negative, positive
 from tempest_jax.clients import ClientPool, run_lockstep
 from tempest_jax.config import ServerConfig
 from tempest_jax.policy import PolicyOutput

@@ -51,7 +51,7 @@ MUTATED_RUN = 48  # frames in a hostile run at most (below the server's queued-f
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`bench fuzz`'s options for --server."""
-    from tempest_jax.bench.report import positive
+    from tempest_jax.cli import positive
 
     server = parser.add_argument_group(
         "--server", "attack a live training server instead: 4 healthy lockstep clients beside "

@@ -15,7 +15,7 @@ import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tempest_jax.bench.report import non_negative, positive
+    from tempest_jax.cli import non_negative, positive
 
     parser.add_argument("--games", type=positive(), nargs="+", default=[1, 256, 4096],
                         help="parallel game counts to measure (default: 1 256 4096)")

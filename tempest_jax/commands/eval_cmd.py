@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from tempest_jax.cli import positive
 from tempest_jax.commands.video_args import add_video_arguments, video_request
 
 
@@ -35,9 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", dest="which", default="latest",
                         metavar="best|latest|STEP",
                         help="which checkpoint of the run (default: latest)")
-    parser.add_argument("--episodes", type=int, default=100, help="games per policy")
+    parser.add_argument("--episodes", type=positive(), default=100, help="games per policy")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-ticks", type=int, default=100_000,
+    parser.add_argument("--max-ticks", type=positive(), default=100_000,
                         help="stop games still running after this many ticks")
     parser.add_argument("--start-level", type=int, default=1)
     parser.add_argument("--env", choices=("sim", "mame"), default="sim",
@@ -53,10 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tempest_jax.bench.report import table
+    from tempest_jax.config import load_config
     from tempest_jax.evaluate import POLICY_ORDER, evaluate, evaluate_served
 
-    if args.episodes < 1:
-        raise SystemExit("tempest-jax eval: --episodes must be >= 1")
+    load_config(None, [f"env.start_level={args.start_level}"])  # its range, as for training
     if args.env == "mame" and args.video is not None:
         raise SystemExit("tempest-jax eval: --video applies to --env sim only")
     if args.env == "sim" and args.overrides:

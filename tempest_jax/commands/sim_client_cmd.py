@@ -21,6 +21,9 @@ import multiprocessing
 import signal
 import sys
 
+from tempest_jax.cli import positive
+from tempest_jax.config import load_config
+
 
 def server_address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
@@ -35,9 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="HOST:PORT", help="server address (default 127.0.0.1:9999)")
     parser.add_argument("--processes", type=int, default=1,
                         help="split the clients over this many processes")
-    parser.add_argument("--ticks", type=int, default=None,
+    parser.add_argument("--ticks", type=positive(), default=None,
                         help="stop after this many ticks (default: play until Ctrl-C)")
-    parser.add_argument("--seconds", type=float, default=None,
+    parser.add_argument("--seconds", type=positive(float), default=None,
                         help="stop after this long (default: play until Ctrl-C)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--start-level", type=int, default=1,
@@ -57,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.clients < 1 or args.processes < 1 or args.processes > args.clients:
         print("sim-client: need 1 <= --processes <= --clients", file=sys.stderr)
         return 2
+    load_config(None, [f"env.start_level={args.start_level}"])  # its range, as for training
     shares = [args.clients // args.processes + (i < args.clients % args.processes)
               for i in range(args.processes)]
     try:

@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "10.0.0.0/8,192.168.1.0/24 (server.allow; default loopback only). "
                              "Clients must also send the token when server.token or "
                              "$TEMPEST_TOKEN is set")
-    parser.add_argument("--frames", type=int, default=None, metavar="N",
+    parser.add_argument("--frames", type=cli.positive(), default=None, metavar="N",
                         help="train for N frames in this invocation (default: run.total_frames)")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--resume", metavar="RUN_DIR",
