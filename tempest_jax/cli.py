@@ -71,6 +71,15 @@ def non_negative(kind: type = int) -> Callable[[str], float]:
     return _bounded(kind, lambda value: value >= 0, ">= 0")
 
 
+def start_level(text: str) -> int:
+    """An argparse type: a 1-based start level, checked as the config checks
+    `env.start_level`."""
+    try:
+        return load_config(None, [f"env.start_level={text}"]).env.start_level
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tempest-jax",

@@ -4,6 +4,7 @@ format."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -62,7 +63,12 @@ def test_bench_protocol_json_format(capsys):
     (["bench", "learner", "--k", "x"], "argument --k: expected an integer, got 'x'"),
     (["eval", "runs/x", "--episodes", "0"], "argument --episodes: must be > 0, got 0"),
     (["train", "--frames", "-5"], "argument --frames: must be > 0, got -5"),
-    (["sim-client", "--ticks", "0"], "argument --ticks: must be > 0, got 0")])
+    (["sim-client", "--ticks", "0"], "argument --ticks: must be > 0, got 0"),
+    (["sim-client", "--processes", "0"], "argument --processes: must be > 0, got 0"),
+    (["sim", "play", "--games", "0"], "argument --games: must be > 0, got 0"),
+    (["mame", "--clients", "0"], "argument --clients: must be > 0, got 0"),
+    (["bench", "fuzz", "--inputs", "0"], "argument --inputs: must be > 0, got 0"),
+    (["bench", "soak", "--sample-s", "0"], "argument --sample-s: must be > 0, got 0")])
 def test_counts_and_durations_out_of_range_are_usage_errors(capsys, argv, message):
     """Refused while the arguments are parsed, naming the option: a count or a duration of 0
     would otherwise fail (or hang) deep in the command's work."""
@@ -73,7 +79,11 @@ def test_counts_and_durations_out_of_range_are_usage_errors(capsys, argv, messag
 
 
 @pytest.mark.parametrize("argv", [["eval", "runs/x", "--start-level", "0"],
-                                  ["sim-client", "--start-level", "100"]])
+                                  ["sim-client", "--start-level", "100"],
+                                  ["sim", "play", "--start-level", "0"]])
 def test_a_start_level_is_checked_as_the_config_checks_it(capsys, argv):
-    assert main(argv) == 2
-    assert "config error: env.start_level" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert re.search(r"argument --start-level: env\.start_level = \d+ is out of range",
+                     capsys.readouterr().err)

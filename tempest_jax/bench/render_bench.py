@@ -13,10 +13,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from tempest_jax.cli import positive
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tempest_jax.cli import positive
-
     parser.add_argument("--size", type=int, default=256, help="picture width and height")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 12],
                         help="start levels of the recorded games (default: 1 8 12)")

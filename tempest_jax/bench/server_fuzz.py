@@ -38,6 +38,7 @@ import numpy as np
 
 from tempest_jax import protocol as P
 from tempest_jax.bench.fuzz_inputs import FramePool, Source, generate_case, mutate
+from tempest_jax.cli import positive
 
 HEALTHY_CLIENTS = 4
 HEALTHY_POOL = 512
@@ -51,8 +52,6 @@ MUTATED_RUN = 48  # frames in a hostile run at most (below the server's queued-f
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`bench fuzz`'s options for --server."""
-    from tempest_jax.cli import positive
-
     server = parser.add_argument_group(
         "--server", "attack a live training server instead: 4 healthy lockstep clients beside "
                     "hostile ones")

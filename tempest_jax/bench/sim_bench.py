@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import time
 
+from tempest_jax.cli import non_negative, positive
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tempest_jax.cli import non_negative, positive
-
     parser.add_argument("--games", type=positive(), nargs="+", default=[1, 256, 4096],
                         help="parallel game counts to measure (default: 1 256 4096)")
     parser.add_argument("--seconds", type=positive(float), default=1.0,

@@ -41,17 +41,19 @@ GAMESTATE_PLAYING, GAME_MODE_REAL = 0x04, 0x80
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     cli.add_config_arguments(parser)
     parser.set_defaults(config="smoke")
-    parser.add_argument("--clients", type=int, default=16, help="sim client games (TCP clients)")
+    parser.add_argument("--clients", type=cli.positive(), default=16,
+                        help="sim client games (TCP clients)")
     parser.add_argument("--client-frames", choices=("sim", "synthetic"), default="sim",
                         help="what the clients send: simulator games, or random valid frames")
-    parser.add_argument("--minutes", type=float, default=10.0, help="soak duration")
-    parser.add_argument("--seconds", type=float, default=None,
+    parser.add_argument("--minutes", type=cli.positive(float), default=10.0, help="soak duration")
+    parser.add_argument("--seconds", type=cli.positive(float), default=None,
                         help="soak duration in seconds (instead of --minutes)")
-    parser.add_argument("--warmup-s", type=float, default=None,
+    parser.add_argument("--warmup-s", type=cli.non_negative(float), default=None,
                         help=f"warm-up before the memory baseline (default {DEFAULT_WARMUP_S:.0f}"
                              " s, at most a quarter of the duration)")
-    parser.add_argument("--sample-s", type=float, default=5.0, help="seconds between samples")
-    parser.add_argument("--replay-capacity", type=int, default=8192,
+    parser.add_argument("--sample-s", type=cli.positive(float), default=5.0,
+                        help="seconds between samples")
+    parser.add_argument("--replay-capacity", type=cli.positive(), default=8192,
                         help="replay slots; small, so the ring fills during warm-up")
     parser.add_argument("--growth-limit", type=float, default=5.0,
                         help="allowed RSS growth after warm-up, percent")
@@ -109,8 +111,6 @@ def measure(args: argparse.Namespace):
     from tempest_jax.bench.served import ServedRun
 
     duration = args.seconds if args.seconds is not None else args.minutes * 60.0
-    if duration <= 0 or args.clients < 1 or args.sample_s <= 0:
-        raise SystemExit("bench soak: need a positive duration, --clients and --sample-s")
     warmup_s = args.warmup_s if args.warmup_s is not None else min(DEFAULT_WARMUP_S,
                                                                     duration / 4)
     sample_s = min(args.sample_s, duration / 10)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from tempest_jax.cli import positive
+from tempest_jax.cli import positive, start_level
 from tempest_jax.commands.video_args import add_video_arguments, video_request
 
 
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-ticks", type=positive(), default=100_000,
                         help="stop games still running after this many ticks")
-    parser.add_argument("--start-level", type=int, default=1)
+    parser.add_argument("--start-level", type=start_level, default=1)
     parser.add_argument("--env", choices=("sim", "mame"), default="sim",
                         help="simulator games (default) or served to MAME/sim clients")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
@@ -54,10 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tempest_jax.bench.report import table
-    from tempest_jax.config import load_config
     from tempest_jax.evaluate import POLICY_ORDER, evaluate, evaluate_served
 
-    load_config(None, [f"env.start_level={args.start_level}"])  # its range, as for training
     if args.env == "mame" and args.video is not None:
         raise SystemExit("tempest-jax eval: --video applies to --env sim only")
     if args.env == "sim" and args.overrides:

@@ -55,7 +55,7 @@ class Instance:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     cli.add_config_arguments(parser)
-    parser.add_argument("--clients", type=int, default=1, metavar="N",
+    parser.add_argument("--clients", type=cli.positive(), default=1, metavar="N",
                         help="MAME instances to start (default 1)")
     parser.add_argument("--rompath", metavar="DIR", action="append", default=[],
                         help="directory holding the ROM set; repeatable (default: MAME's own)")
@@ -154,9 +154,6 @@ def log_tail(path: Path, lines: int = 5) -> str:
 
 def run(args: argparse.Namespace) -> int:
     cfg = cli.config_from_args(args)
-    if args.clients < 1:
-        print("tempest-jax mame: --clients must be at least 1", file=sys.stderr)
-        return 2
     try:
         script = main_lua_path()
         if not script.is_file():

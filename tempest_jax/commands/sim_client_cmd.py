@@ -21,8 +21,7 @@ import multiprocessing
 import signal
 import sys
 
-from tempest_jax.cli import positive
-from tempest_jax.config import load_config
+from tempest_jax.cli import positive, start_level
 
 
 def server_address(text: str) -> tuple[str, int]:
@@ -33,17 +32,17 @@ def server_address(text: str) -> tuple[str, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--clients", type=int, default=4, help="games (TCP clients) in all")
+    parser.add_argument("--clients", type=positive(), default=4, help="games (TCP clients) in all")
     parser.add_argument("--server", type=server_address, default=("127.0.0.1", 9999),
                         metavar="HOST:PORT", help="server address (default 127.0.0.1:9999)")
-    parser.add_argument("--processes", type=int, default=1,
+    parser.add_argument("--processes", type=positive(), default=1,
                         help="split the clients over this many processes")
     parser.add_argument("--ticks", type=positive(), default=None,
                         help="stop after this many ticks (default: play until Ctrl-C)")
     parser.add_argument("--seconds", type=positive(float), default=None,
                         help="stop after this long (default: play until Ctrl-C)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--start-level", type=int, default=1,
+    parser.add_argument("--start-level", type=start_level, default=1,
                         help="1-based level games start on (not with --cabinet)")
     parser.add_argument("--cabinet", action="store_true",
                         help="whole cabinets: the replies' start settings choose the level")
@@ -57,10 +56,9 @@ def _play(args: argparse.Namespace, clients: int, seed: int) -> tuple[int, float
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.clients < 1 or args.processes < 1 or args.processes > args.clients:
-        print("sim-client: need 1 <= --processes <= --clients", file=sys.stderr)
+    if args.processes > args.clients:
+        print("sim-client: need --processes <= --clients", file=sys.stderr)
         return 2
-    load_config(None, [f"env.start_level={args.start_level}"])  # its range, as for training
     shares = [args.clients // args.processes + (i < args.clients % args.processes)
               for i in range(args.processes)]
     try:

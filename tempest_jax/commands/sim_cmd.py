@@ -25,12 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     play = sub.add_parser("play", help="play N games with the expert or a random policy")
     cli.add_config_arguments(play)
     play.add_argument("--policy", choices=("expert", "random"), default="expert")
-    play.add_argument("--games", type=int, default=None,
+    play.add_argument("--games", type=cli.positive(), default=None,
                       help="games played in parallel (default: env.num_games)")
-    play.add_argument("--start-level", type=int, default=None,
+    play.add_argument("--start-level", type=cli.start_level, default=None,
                       help="1-based level the games start on (default: env.start_level); a "
                            "level the level select offers pays its start bonus")
-    play.add_argument("--max-ticks", type=int, default=100_000,
+    play.add_argument("--max-ticks", type=cli.positive(), default=100_000,
                       help="stop games still running after this many ticks")
     play.add_argument("--json", action="store_true", help="print one JSON object")
     add_video_arguments(play, network=False)
@@ -44,8 +44,6 @@ def run(args: argparse.Namespace) -> int:
     if args.start_level is not None:
         cfg = cfg.replace(env={"start_level": args.start_level})
     games = args.games if args.games is not None else cfg.env.num_games
-    if games < 1 or args.max_ticks < 1:
-        raise SystemExit("tempest-jax sim play: --games and --max-ticks must be >= 1")
     video = video_request(args, (args.policy,), games, "sim play")
     recorder = play.FrameRecorder(video.games) if video is not None else None
     stats = play.play(args.policy, games, max_ticks=args.max_ticks, seed=cfg.env.seed,
